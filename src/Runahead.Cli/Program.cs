@@ -1,0 +1,34 @@
+using System.CommandLine;
+using Runahead.Cli.Commands;
+
+namespace Runahead.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Entry point shared by Main and in-process CLI tests.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand("runahead: LLM inference with KV-Runahead parallel prefill");
+        root.Subcommands.Add(ModelCommands.Build());
+        root.Subcommands.Add(GenerateCommand.Build());
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // One clear line, not a usage dump.
+            stderr.WriteLine("runahead: " + parsed.Errors[0].Message);
+            return 2;
+        }
+        try
+        {
+            return parsed.Invoke(config);
+        }
+        catch (RunaheadException e)
+        {
+            stderr.WriteLine("runahead: " + e.Message);
+            return 1;
+        }
+    }
+}

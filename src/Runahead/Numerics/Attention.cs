@@ -1,0 +1,56 @@
+namespace Runahead.Numerics;
+
+public enum AttentionMask
+{
+    /// <summary>Skip keys a query cannot see (KV-Runahead, single).</summary>
+    PrefixCausal,
+
+    /// <summary>Compute the full score block, then mask (TSP as in the paper): same result, more work.</summary>
+    DenseThenMask,
+}
+
+/// <summary>
+/// Attention of c queries against totalKeys keys, where the queries are the last c of the keys' positions
+/// (lower-right aligned causal mask): query j sees key k iff k &lt;= totalKeys - c + j.
+/// Layouts: q [c, heads*headDim]; k, v [totalKeys, kvHeads*headDim]; output [c, heads*headDim].
+/// GQA: head h reads KV head h / (heads / kvHeads).
+/// NOTE (skeleton): plain two-pass softmax; the kernels issue adds the tiled online-softmax version.
+/// </summary>
+public static class Attention
+{
+    public static void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> output,
+        int queries, int totalKeys, int heads, int kvHeads, int headDim, ComputePool pool, AttentionMask mask = AttentionMask.PrefixCausal)
+    {
+        int group = heads / kvHeads;
+        int qStride = heads * headDim, kvStride = kvHeads * headDim;
+        int offset = totalKeys - queries;
+        float scale = 1f / MathF.Sqrt(headDim);
+        var scores = new float[totalKeys];
+        for (int j = 0; j < queries; j++)
+        {
+            int visible = offset + j + 1;
+            for (int h = 0; h < heads; h++)
+            {
+                int kh = h / group;
+                var qr = q.Slice(j * qStride + h * headDim, headDim);
+                int computed = mask == AttentionMask.DenseThenMask ? totalKeys : visible;
+                for (int t = 0; t < computed; t++)
+                {
+                    var kr = k.Slice(t * kvStride + kh * headDim, headDim);
+                    float s = 0;
+                    for (int d = 0; d < headDim; d++) s += qr[d] * kr[d];
+                    scores[t] = t < visible ? s * scale : float.NegativeInfinity;
+                }
+                Ops.Softmax(scores.AsSpan(0, visible));
+                var o = output.Slice(j * qStride + h * headDim, headDim);
+                o.Clear();
+                for (int t = 0; t < visible; t++)
+                {
+                    var vr = v.Slice(t * kvStride + kh * headDim, headDim);
+                    float p = scores[t];
+                    for (int d = 0; d < headDim; d++) o[d] += p * vr[d];
+                }
+            }
+        }
+    }
+}
