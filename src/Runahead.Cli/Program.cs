@@ -13,6 +13,11 @@ public static class Program
         var root = new RootCommand("runahead: LLM inference with KV-Runahead parallel prefill");
         root.Subcommands.Add(ModelCommands.Build());
         root.Subcommands.Add(GenerateCommand.Build());
+        root.Subcommands.Add(BenchCommand.Build());
+        root.Subcommands.Add(CalibrateCommand.Build());
+        root.Subcommands.Add(SimulateCommand.Build());
+        root.Subcommands.Add(ReproduceCommand.Build());
+        root.Subcommands.Add(WorkerCommand.Build());
         var config = new InvocationConfiguration { Output = stdout, Error = stderr };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -10,8 +10,9 @@ public enum AttentionMask
 }
 
 /// <summary>
-/// Attention of c queries against totalKeys keys, where the queries are the last c of the keys' positions
-/// (lower-right aligned causal mask): query j sees key k iff k &lt;= totalKeys - c + j.
+/// Attention of c queries at global positions [queryStart, queryStart + c) against keys at positions [0, totalKeys):
+/// query j sees key k iff k &lt;= queryStart + j. KV-Runahead and single prefill pass queryStart = totalKeys - c
+/// (the lower-right aligned causal mask); TSP passes its chunk start and all C keys.
 /// Layouts: q [c, heads*headDim]; k, v [totalKeys, kvHeads*headDim]; output [c, heads*headDim].
 /// GQA: head h reads KV head h / (heads / kvHeads).
 /// NOTE (skeleton): plain two-pass softmax; the kernels issue adds the tiled online-softmax version.
@@ -19,16 +20,16 @@ public enum AttentionMask
 public static class Attention
 {
     public static void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> output,
-        int queries, int totalKeys, int heads, int kvHeads, int headDim, ComputePool pool, AttentionMask mask = AttentionMask.PrefixCausal)
+        int queries, int queryStart, int totalKeys, int heads, int kvHeads, int headDim, ComputePool pool, AttentionMask mask = AttentionMask.PrefixCausal)
     {
         int group = heads / kvHeads;
         int qStride = heads * headDim, kvStride = kvHeads * headDim;
-        int offset = totalKeys - queries;
+        if (queryStart < 0 || queryStart + queries > totalKeys) throw new ArgumentOutOfRangeException(nameof(queryStart));
         float scale = 1f / MathF.Sqrt(headDim);
         var scores = new float[totalKeys];
         for (int j = 0; j < queries; j++)
         {
-            int visible = offset + j + 1;
+            int visible = queryStart + j + 1;
             for (int h = 0; h < heads; h++)
             {
                 int kh = h / group;

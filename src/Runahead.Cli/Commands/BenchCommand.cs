@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace Runahead.Cli.Commands;
+
+/// <summary>`runahead bench`.</summary>
+public static class BenchCommand
+{
+    public static Command Build()
+    {
+        var cmd = new Command("bench", "Benchmarks: gemm, prefill, ttft");
+        return cmd;
+    }
+}
