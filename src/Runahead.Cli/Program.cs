@@ -22,8 +22,9 @@ public static class Program
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            // One clear line, not a usage dump.
-            stderr.WriteLine("runahead: " + parsed.Errors[0].Message);
+            // One clear line, not a usage dump: an unknown option says more than "required command missing".
+            var error = parsed.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parsed.Errors[0];
+            stderr.WriteLine("runahead: " + error.Message);
             return 2;
         }
         try
@@ -34,6 +35,11 @@ public static class Program
         {
             stderr.WriteLine("runahead: " + e.Message);
             return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            stderr.WriteLine("runahead: cancelled");
+            return 130;
         }
     }
 }
