@@ -87,6 +87,21 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>Opens a model file or Hugging Face folder (any format <see cref="WeightSources.Open"/> reads) and loads it.</summary>
+    public static Model Load(string path, ModelLoadOptions? options = null)
+    {
+        var source = WeightSources.Open(path);
+        try
+        {
+            return Load(source, (options ?? new ModelLoadOptions()) with { DisposeSource = true });
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Bytes of weights as prepared for compute (linear layers counted as F32).</summary>
     public long WeightBytes
     {
