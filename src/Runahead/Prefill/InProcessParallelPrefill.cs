@@ -1,5 +1,6 @@
 using Runahead.Diagnostics;
 using Runahead.Distributed;
+using Runahead.Generation;
 using Runahead.Models;
 
 namespace Runahead.Prefill;
@@ -9,7 +10,7 @@ namespace Runahead.Prefill;
 /// its own <see cref="Model"/> instance (own compute pool and workspace, shared weights where the loader maps them).
 /// For tests of the strategies and for quick experiments; real runs use worker processes.
 /// </summary>
-public sealed class InProcessParallelPrefill : IDisposable
+public sealed class InProcessParallelPrefill : IPrefillStrategy, IDisposable
 {
     private readonly InProcessGroup _group;
     private readonly RankPrefill[] _ranks;
@@ -42,6 +43,17 @@ public sealed class InProcessParallelPrefill : IDisposable
 
     /// <summary>Answers --partition searched/predicted; null: those give the "run calibrate" error.</summary>
     public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
+
+    /// <summary>Cache rows reserved beyond the prompt for decoding (capped by the context length).</summary>
+    public int ReserveTokens { get; init; }
+
+    async Task<PrefillResult> IPrefillStrategy.PrefillAsync(ReadOnlyMemory<int> promptIds, CancellationToken ct)
+    {
+        if (promptIds.Length == 0) throw new RunaheadException("the prompt is empty: at least one token is needed");
+        int capacity = (int)Math.Min(LastRankModel.Config.ContextLength, (long)promptIds.Length + ReserveTokens);
+        var result = await PrefillAsync(promptIds, Math.Max(capacity, promptIds.Length), ct).ConfigureAwait(false);
+        return result.ToPrefillResult();
+    }
 
     public async Task<ParallelPrefillResult> PrefillAsync(ReadOnlyMemory<int> promptIds, int cacheCapacity, CancellationToken ct)
     {

@@ -1,4 +1,5 @@
 using Runahead.Diagnostics;
+using Runahead.Generation;
 using Runahead.Models;
 
 namespace Runahead.Prefill;
@@ -25,4 +26,15 @@ public sealed class ParallelPrefillResult
     public Timeline Timeline { get; }
     public double TtftMs => RankRecorder.TicksToMs(Timeline.EndTicks - Timeline.StartTicks);
     public IReadOnlyList<RankTimings> RankTimings => Timeline.AllTotals();
+
+    /// <summary>The generation layer's view (needs the cache in this process); <see cref="PrefillResult.Details"/> is this object.</summary>
+    public PrefillResult ToPrefillResult()
+    {
+        var cache = Cache ?? throw new InvalidOperationException("the KV cache stayed in the last rank's process");
+        var timings = new List<RankTiming>(Timeline.Ranks);
+        foreach (var t in RankTimings)
+            timings.Add(new RankTiming(t.Rank, TimeSpan.FromMilliseconds(t.ComputeMs), TimeSpan.FromMilliseconds(t.WaitKvMs + t.SendMs),
+                TimeSpan.FromMilliseconds(t.TotalMs)));
+        return new PrefillResult(Logits, cache) { RankTimings = timings, Details = this };
+    }
 }
