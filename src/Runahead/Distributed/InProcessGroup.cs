@@ -149,7 +149,7 @@ internal sealed class InProcessCommunicator : CommunicatorBase
         {
             try
             {
-                PreciseWait.Until(message.VisibleAt, ct);
+                await PreciseWait.UntilAsync(message.VisibleAt, ct).ConfigureAwait(false);
             }
             catch
             {
@@ -176,6 +176,8 @@ internal sealed class InProcessCommunicator : CommunicatorBase
         private byte[]? _buffer = buffer;
 
         public long VisibleAt { get; } = visibleAt;
+
+        public bool InPlace => false;
 
         public ReadOnlySpan<byte> Bytes => (_buffer ?? throw new ObjectDisposedException(nameof(ReceivedTensor))).AsSpan(0, length);
 

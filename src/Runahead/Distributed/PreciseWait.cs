@@ -20,6 +20,15 @@ internal static class PreciseWait
 
     public static double ToSeconds(long ticks) => (double)ticks / Stopwatch.Frequency;
 
+    /// <summary>As <see cref="Until"/>, but gives the thread back while the target is far (tasks of many ranks share the pool).</summary>
+    public static async ValueTask UntilAsync(long timestamp, CancellationToken ct)
+    {
+        long remaining = timestamp - Stopwatch.GetTimestamp();
+        if (remaining > 2 * SleepMargin)
+            await Task.Delay(TimeSpan.FromSeconds((double)(remaining - SleepMargin) / Stopwatch.Frequency), ct).ConfigureAwait(false);
+        Until(timestamp, ct);
+    }
+
     /// <summary>Blocks the calling thread until <paramref name="timestamp"/> (no-op when it has passed).</summary>
     public static void Until(long timestamp, CancellationToken ct)
     {

@@ -29,6 +29,9 @@ public sealed class ReceivedTensor : IDisposable
 
     public int ByteLength => Bytes.Length;
 
+    /// <summary>True when the payload is read where the sender wrote it (shared segment), not from a copy.</summary>
+    internal bool IsInPlace => _lease?.InPlace ?? false;
+
     public void Dispose()
     {
         var lease = Interlocked.Exchange(ref _lease, null);
@@ -40,6 +43,8 @@ public sealed class ReceivedTensor : IDisposable
 internal interface IMessageLease
 {
     ReadOnlySpan<byte> Bytes { get; }
+
+    bool InPlace { get; }
 
     void Release();
 }
