@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Runahead.Text;
@@ -134,6 +135,7 @@ public sealed class BpeTokenizer : VocabularyTokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodeWord(string word, WordState s, List<int> output)
     {
         s.Ensure(word.Length * 4 + 1);
@@ -202,6 +204,7 @@ public sealed class BpeTokenizer : VocabularyTokenizer
         n++;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void TryAdd(WordState s, int left, int right)
     {
         if (left < 0 || right < 0) return;
