@@ -24,32 +24,10 @@ public sealed record HfConfig(ModelConfig Config, FalconQkvLayout QkvLayout, boo
 {
     public static HfConfig Load(string configPath)
     {
-        byte[] bytes;
-        try
-        {
-            var fi = new FileInfo(configPath);
-            if (!fi.Exists) throw new InvalidModelFileException(configPath, "file not found");
-            if (fi.Length > 16 << 20) throw new InvalidModelFileException(configPath, $"config.json of {fi.Length} bytes is absurd");
-            bytes = File.ReadAllBytes(configPath);
-        }
-        catch (Exception e) when (e is not RunaheadException)
-        {
-            throw new InvalidModelFileException(configPath, "cannot read: " + e.Message);
-        }
-        try
-        {
-            using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 32, AllowTrailingCommas = true });
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidModelFileException(configPath, "is not a JSON object");
-            return Parse(configPath, doc.RootElement);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidModelFileException(configPath, "is not valid JSON: " + SafetensorsFile.FirstLine(e.Message));
-        }
-        catch (ArgumentException e)
-        {
-            throw new InvalidModelFileException(configPath, "is not valid JSON: " + SafetensorsFile.FirstLine(e.Message));
-        }
+        byte[] bytes = JsonFiles.ReadBounded(configPath, 16 << 20);
+        using var doc = JsonFiles.Parse(configPath, bytes, "config.json", maxDepth: 32);
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidModelFileException(configPath, "config.json is not a JSON object");
+        return Parse(configPath, doc.RootElement);
     }
 
     private static HfConfig Parse(string path, JsonElement root)
