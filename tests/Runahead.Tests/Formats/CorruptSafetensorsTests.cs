@@ -85,7 +85,7 @@ public class CorruptSafetensorsTests
         removed.Remove(victim);
         File.WriteAllBytes(file, SafetensorsTestFiles.Build(removed.ToJsonString(), tensors));
         var ex = Assert.Throws<InvalidModelFileException>(() => WeightSources.Open(dir.Path));
-        Assert.Contains("'blk.2.attn_k.weight' is missing", ex.Message);
+        Assert.Contains("'blk.2.attn_k.weight' (model.layers.2.self_attn.k_proj.weight) is missing", ex.Message);
 
         var wrong = JsonNode.Parse(header.ToJsonString())!.AsObject();
         wrong[victim]!["dtype"] = "I8";

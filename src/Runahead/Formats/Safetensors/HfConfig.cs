@@ -46,6 +46,10 @@ public sealed record HfConfig(ModelConfig Config, FalconQkvLayout QkvLayout, boo
         float theta = (float)(r.Num("rope_theta") ?? r.NestedNum("rope_parameters", "rope_theta") ?? 10000.0);
         if (root.TryGetProperty("rope_scaling", out var scaling) && scaling.ValueKind == JsonValueKind.Object)
             throw new InvalidModelFileException(path, "rope_scaling is not supported");
+        if (root.TryGetProperty("rope_parameters", out var ropeParams) && ropeParams.ValueKind == JsonValueKind.Object
+            && ropeParams.TryGetProperty("rope_type", out var ropeType) && ropeType.ValueKind == JsonValueKind.String
+            && ropeType.GetString() != "default")
+            throw new InvalidModelFileException(path, $"rope_type '{ropeType.GetString()}' is not supported (only default RoPE is)");
         int vocab = r.Int("vocab_size") ?? throw r.Missing("vocab_size");
         int dim = r.Int("hidden_size") ?? r.Int("n_embed") ?? throw r.Missing("hidden_size");
         int bos = r.Int("bos_token_id") ?? 1;

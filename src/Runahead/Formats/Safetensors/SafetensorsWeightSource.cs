@@ -59,7 +59,7 @@ public sealed unsafe class SafetensorsWeightSource : IWeightSource
                 _byName.Add(canonical, entry);
                 _tensors.Add(entry.Info);
             }
-            ModelTensors.Validate(sourcePath, Config, this);
+            ModelTensors.Validate(sourcePath, Config, this, name => HfTensorNames.FromCanonical(name, falcon, HfConfig.FalconTwoLayerNorms));
         }
         catch
         {
