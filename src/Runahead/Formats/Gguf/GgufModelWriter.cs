@@ -69,6 +69,7 @@ public static class GgufModelWriter
             w.AddUInt32("tokenizer.ggml.eos_token_id", (uint)c.EosId);
         }
         bool unpermute = c.Architecture == ModelArchitecture.Llama && c.Rope == RopeStyle.NeoX;
+        bool swapNorms = FalconNormNames.AreSwapped(ArchName(c), c.FalconNewDecoder);
         foreach (var t in source.Tensors)
         {
             int permuteHeads = 0;
@@ -80,7 +81,8 @@ public static class GgufModelWriter
             if (t.Shape.Length == 1 && matrixType != null) outType = TensorType.F32;
             var tensor = t;
             int heads = permuteHeads;
-            w.AddTensor(t.Name, outType, t.Shape, dst => WriteTensor(source, tensor, outType, heads, dst));
+            string storedName = swapNorms ? FalconNormNames.Swap(t.Name) : t.Name;
+            w.AddTensor(storedName, outType, t.Shape, dst => WriteTensor(source, tensor, outType, heads, dst));
         }
         w.Write(outPath, cancellationToken);
     }

@@ -18,10 +18,12 @@ public sealed unsafe class GgufWeightSource : IWeightSource
     {
         File = file;
         _tensors = new List<TensorInfo>(file.Tensors.Count);
+        bool swapNorms = FalconNormNames.AreSwapped(file.GetString("general.architecture"), file.TryGetTensor("blk.0.attn_norm_2.weight", out _));
         foreach (var t in file.Tensors)
         {
-            var info = t.Info;
-            _byName[t.Name] = (t, info);
+            string name = swapNorms ? FalconNormNames.Swap(t.Name) : t.Name;
+            var info = name == t.Name ? t.Info : new TensorInfo(name, t.Type, t.Shape);
+            _byName[name] = (t, info);
             _tensors.Add(info);
         }
         Config = ReadConfig(file);
