@@ -72,6 +72,15 @@ public sealed unsafe class GgufWeightSource : IWeightSource
         if (ropeDims != headDim)
             throw new InvalidModelFileException(path, $"rotary dimension count {ropeDims} differs from head size {headDim} (partial RoPE is not supported)");
 
+        // These change the computation; running the model without them would give plausible but wrong output.
+        string? scaling = f.GetString($"{arch}.rope.scaling.type");
+        if (scaling is not (null or "none"))
+            throw new InvalidModelFileException(path, $"RoPE scaling '{scaling}' is not supported");
+        if (f.TryGetTensor("rope_freqs.weight", out _))
+            throw new InvalidModelFileException(path, "RoPE frequency factors (rope_freqs.weight, Llama 3.1 style scaling) are not supported");
+        if (f.GetInt($"{arch}.expert_count", 0) > 0)
+            throw new InvalidModelFileException(path, "mixture-of-experts models are not supported");
+
         f.TryGetTensor("token_embd.weight", out var embd);
         f.TryGetTensor("blk.0.ffn_up.weight", out var up);
         int vocab = Int($"{arch}.vocab_size", embd?.Shape[0] ?? 0, false);
