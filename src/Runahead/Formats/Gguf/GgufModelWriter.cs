@@ -90,8 +90,9 @@ public static class GgufModelWriter
     /// <summary>Streams one tensor row by row, permuting rows and converting the element type as needed.</summary>
     private static void WriteTensor(IWeightSource source, TensorInfo t, TensorType outType, int permuteHeads, Stream dst)
     {
-        long rows = t.Shape.Length == 1 ? t.Shape[0] : t.Shape[0];
-        long cols = t.Shape.Length == 1 ? 1 : t.ElementCount / rows;
+        // A vector is handled as a column of one-element rows, so bias permutation and conversion share this path.
+        long rows = t.Shape[0];
+        long cols = t.ElementCount / rows;
         if (outType == t.Type && permuteHeads == 0)
         {
             WriteRaw(source, t, dst);
