@@ -18,13 +18,14 @@ public static class Program
         root.Subcommands.Add(SimulateCommand.Build());
         root.Subcommands.Add(ReproduceCommand.Build());
         root.Subcommands.Add(WorkerCommand.Build());
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+        // Our own handler below turns user errors into one line; the library's would print a stack trace.
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
             // One clear line, not a usage dump: an unknown option says more than "required command missing".
             var error = parsed.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parsed.Errors[0];
-            stderr.WriteLine("runahead: " + error.Message);
+            stderr.WriteLine("runahead: " + FirstLine(error.Message));
             return 2;
         }
         try
@@ -33,7 +34,7 @@ public static class Program
         }
         catch (RunaheadException e)
         {
-            stderr.WriteLine("runahead: " + e.Message);
+            stderr.WriteLine("runahead: " + FirstLine(e.Message));
             return 1;
         }
         catch (OperationCanceledException)
@@ -42,4 +43,8 @@ public static class Program
             return 130;
         }
     }
+
+    /// <summary>Folds a multi-line message (e.g. a list of allowed values) into one line.</summary>
+    private static string FirstLine(string message) =>
+        string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 }
