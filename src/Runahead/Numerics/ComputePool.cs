@@ -26,7 +26,7 @@ public sealed class ComputePool : IDisposable
     private readonly Thread[] _workers;
     private readonly object _wakeLock = new();
     private readonly object _doneLock = new();
-    private readonly object _callLock = new();
+    private int _busy; // 1 while a job runs; not a Monitor, because a nested call on the caller thread must not re-enter
     private readonly ActionWork _actionWork = new();
 
     private long _generation;
@@ -72,8 +72,8 @@ public sealed class ComputePool : IDisposable
             for (int i = 0; i < count; i++) body(i);
             return;
         }
-        // The adapter is owned by the pool and only used under _callLock, so no per-call allocation.
-        if (!Monitor.TryEnter(_callLock))
+        // The adapter is owned by the pool and only used while _busy is held, so no per-call allocation.
+        if (!TryAcquire())
         {
             for (int i = 0; i < count; i++) body(i);
             return;
@@ -86,7 +86,7 @@ public sealed class ComputePool : IDisposable
         finally
         {
             _actionWork.Body = null;
-            Monitor.Exit(_callLock);
+            Volatile.Write(ref _busy, 0);
         }
     }
 
@@ -94,7 +94,7 @@ public sealed class ComputePool : IDisposable
     public void For(int count, IParallelWork work)
     {
         ArgumentNullException.ThrowIfNull(work);
-        if (!CanRunParallel(count) || !Monitor.TryEnter(_callLock))
+        if (!CanRunParallel(count) || !TryAcquire())
         {
             RunInline(count, work);
             return;
@@ -105,9 +105,11 @@ public sealed class ComputePool : IDisposable
         }
         finally
         {
-            Monitor.Exit(_callLock);
+            Volatile.Write(ref _busy, 0);
         }
     }
+
+    private bool TryAcquire() => Interlocked.CompareExchange(ref _busy, 1, 0) == 0;
 
     private bool CanRunParallel(int count) => Threads > 1 && count > 1 && !_disposed;
 
