@@ -2,6 +2,11 @@ using Runahead.Models;
 
 namespace Runahead.Tests.Models;
 
+/// <summary>Counts every thread's allocations, so it runs alone (other tests would be counted too).</summary>
+[CollectionDefinition(nameof(AllocationTests), DisableParallelization = true)]
+public sealed class AllocationTestsCollection;
+
+[Collection(nameof(AllocationTests))]
 public class AllocationTests
 {
     [Fact]
