@@ -137,6 +137,8 @@ public sealed unsafe class GgufFile : IDisposable
             if (tensorCount > 0 && dataStart > size) throw r.Fail("tensor data section starts past the end of the file");
             DataStart = dataStart;
 
+            // The header has been read; these checks are about its values, so no byte position is given.
+            InvalidModelFileException Bad(string what) => new(path, what);
             var tensors = new List<GgufTensor>(pending.Count);
             _byName = new Dictionary<string, GgufTensor>(StringComparer.Ordinal);
             foreach (var (name, ggml, shape, offset) in pending)
@@ -147,17 +149,17 @@ public sealed unsafe class GgufFile : IDisposable
                 foreach (var d in shape)
                 {
                     // Checked before multiplying: 2^40 elements times a 2^31 dimension would overflow a long.
-                    if (d > (1L << 40) / elements) throw r.Fail($"tensor '{name}' has too many elements");
+                    if (d > (1L << 40) / elements) throw Bad($"tensor '{name}' has too many elements");
                     elements *= d;
                 }
                 long bytes = TensorTypeInfo.ByteSize(tt, elements);
-                if (bytes < 0) throw r.Fail($"tensor '{name}' with {elements} elements is not a whole number of {tt} blocks");
-                if (tt == TensorType.Q8_0 && shape[^1] % 32 != 0) throw r.Fail($"tensor '{name}' rows are not a multiple of 32 (Q8_0)");
-                if (offset % (ulong)alignment != 0) throw r.Fail($"tensor '{name}' offset {offset} is not aligned to {alignment}");
+                if (bytes < 0) throw Bad($"tensor '{name}' with {elements} elements is not a whole number of {tt} blocks");
+                if (tt == TensorType.Q8_0 && shape[^1] % 32 != 0) throw Bad($"tensor '{name}' rows are not a multiple of 32 (Q8_0)");
+                if (offset % (ulong)alignment != 0) throw Bad($"tensor '{name}' offset {offset} is not aligned to {alignment}");
                 if (offset > (ulong)size || (long)offset > size - dataStart || bytes > size - dataStart - (long)offset)
-                    throw r.Fail($"tensor '{name}' data ({bytes} bytes at offset {offset}) runs past the end of the file");
+                    throw Bad($"tensor '{name}' data ({bytes} bytes at offset {offset}) runs past the end of the file");
                 var t = new GgufTensor(name, tt, shape, dataStart + (long)offset, bytes);
-                if (!_byName.TryAdd(name, t)) throw r.Fail($"duplicate tensor name '{name}'");
+                if (!_byName.TryAdd(name, t)) throw Bad($"duplicate tensor name '{name}'");
                 tensors.Add(t);
             }
             Tensors = tensors;

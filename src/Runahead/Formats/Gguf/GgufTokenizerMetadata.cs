@@ -115,6 +115,7 @@ public sealed class GgufTokenizerMetadata
         result.Add("tokenizer.ggml.scores", GgufValueType.Array, scores, GgufValueType.Float32);
         result.Add("tokenizer.ggml.token_type", GgufValueType.Array, types, GgufValueType.Int32);
         result.AddSpecialIds(0, bosId, eosId);
+        result.Add("tokenizer.ggml.add_bos_token", GgufValueType.Bool, true); // run.c always starts with BOS
         return result;
     }
 
@@ -190,7 +191,9 @@ public sealed class GgufTokenizerMetadata
             string ggmlModel = byteFallback ? "llama" : "gpt2";
             var result = new GgufTokenizerMetadata(ggmlModel, count);
             result.Add("tokenizer.ggml.model", GgufValueType.String, ggmlModel);
-            if (!byteFallback) result.Add("tokenizer.ggml.pre", GgufValueType.String, "default");
+            if (!byteFallback) result.Add("tokenizer.ggml.pre", GgufValueType.String, PreTokenizerName(root));
+            if (ReadAddBos(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".", "tokenizer_config.json")) is bool addBos)
+                result.Add("tokenizer.ggml.add_bos_token", GgufValueType.Bool, addBos);
             result.Add("tokenizer.ggml.tokens", GgufValueType.Array, tokens, GgufValueType.String);
             result.Add("tokenizer.ggml.token_type", GgufValueType.Array, types, GgufValueType.Int32);
             if (byteFallback) result.Add("tokenizer.ggml.scores", GgufValueType.Array, scores, GgufValueType.Float32);
@@ -203,6 +206,43 @@ public sealed class GgufTokenizerMetadata
     }
 
     private static int FindId(string[] tokens, string text) => Array.IndexOf(tokens, text);
+
+    private const string Llama3Split = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    private const string Qwen2Split = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    /// <summary>
+    /// llama.cpp's tokenizer.ggml.pre name for a tokenizer.json pre-tokenizer: plain ByteLevel is GPT-2's regex;
+    /// a Split with the Llama 3 or Qwen2 regex is named after them; anything else falls back to "default".
+    /// </summary>
+    private static string PreTokenizerName(JsonElement root)
+    {
+        if (!root.TryGetProperty("pre_tokenizer", out var pre) || pre.ValueKind != JsonValueKind.Object) return "default";
+        string? type = pre.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+        if (type == "ByteLevel")
+            return pre.TryGetProperty("use_regex", out var ur) && ur.ValueKind == JsonValueKind.False ? "default" : "gpt-2";
+        if (type != "Sequence" || !pre.TryGetProperty("pretokenizers", out var list) || list.ValueKind != JsonValueKind.Array) return "default";
+        foreach (var item in list.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Object || !item.TryGetProperty("pattern", out var pattern) || pattern.ValueKind != JsonValueKind.Object
+                || !pattern.TryGetProperty("Regex", out var regex) || regex.ValueKind != JsonValueKind.String)
+                continue;
+            string r = regex.GetString()!;
+            if (r == Llama3Split) return "llama-bpe";
+            if (r == Qwen2Split) return "qwen2";
+        }
+        return "default";
+    }
+
+    /// <summary>tokenizer_config.json's add_bos_token, when the file exists and says.</summary>
+    private static bool? ReadAddBos(string configPath)
+    {
+        if (!File.Exists(configPath)) return null;
+        var bytes = JsonFiles.ReadBounded(configPath, 64L << 20);
+        using var doc = JsonFiles.Parse(configPath, bytes, "tokenizer_config.json");
+        return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("add_bos_token", out var v)
+            ? v.ValueKind switch { JsonValueKind.True => true, JsonValueKind.False => false, _ => null }
+            : null;
+    }
 
     /// <summary>
     /// A synthetic SentencePiece vocabulary of exactly <paramref name="vocabSize"/> tokens: &lt;unk&gt;, &lt;s&gt;,

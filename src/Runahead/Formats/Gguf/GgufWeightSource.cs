@@ -18,10 +18,12 @@ public sealed unsafe class GgufWeightSource : IWeightSource
     {
         File = file;
         _tensors = new List<TensorInfo>(file.Tensors.Count);
+        bool swapNorms = FalconNormNames.AreSwapped(file.GetString("general.architecture"), file.TryGetTensor("blk.0.attn_norm_2.weight", out _));
         foreach (var t in file.Tensors)
         {
-            var info = t.Info;
-            _byName[t.Name] = (t, info);
+            string name = swapNorms ? FalconNormNames.Swap(t.Name) : t.Name;
+            var info = name == t.Name ? t.Info : new TensorInfo(name, t.Type, t.Shape);
+            _byName[name] = (t, info);
             _tensors.Add(info);
         }
         Config = ReadConfig(file);
@@ -69,6 +71,15 @@ public sealed unsafe class GgufWeightSource : IWeightSource
         int ropeDims = Int($"{arch}.rope.dimension_count", headDim, false);
         if (ropeDims != headDim)
             throw new InvalidModelFileException(path, $"rotary dimension count {ropeDims} differs from head size {headDim} (partial RoPE is not supported)");
+
+        // These change the computation; running the model without them would give plausible but wrong output.
+        string? scaling = f.GetString($"{arch}.rope.scaling.type");
+        if (scaling is not (null or "none"))
+            throw new InvalidModelFileException(path, $"RoPE scaling '{scaling}' is not supported");
+        if (f.TryGetTensor("rope_freqs.weight", out _))
+            throw new InvalidModelFileException(path, "RoPE frequency factors (rope_freqs.weight, Llama 3.1 style scaling) are not supported");
+        if (f.GetInt($"{arch}.expert_count", 0) > 0)
+            throw new InvalidModelFileException(path, "mixture-of-experts models are not supported");
 
         f.TryGetTensor("token_embd.weight", out var embd);
         f.TryGetTensor("blk.0.ffn_up.weight", out var up);
