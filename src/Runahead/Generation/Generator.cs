@@ -130,6 +130,9 @@ public sealed class Generator
         if (options.StopIds != null) { foreach (var id in options.StopIds) set.Add(id); return set; }
         int eos = Tokenizer?.EosId ?? Model.Config.EosId;
         if (eos >= 0) set.Add(eos);
+        // llama2.c's run.c ends a story when the model starts the next one (BOS), as its training data delimits them.
+        int bos = Tokenizer?.BosId ?? Model.Config.BosId;
+        if (Model.FormatName == "llama2c" && bos >= 0) set.Add(bos);
         return set;
     }
 }
