@@ -64,8 +64,8 @@ public static class BenchGemmCommand
         bool asJson = parse.GetValue(json);
         var results = new List<GemmBenchmarkResult>();
         if (!asJson)
-            output.WriteLine($"{"M",6} {"N",6} {"K",6} {"dtype",5} {"thr",3} {"ours GF/s",10} {"ms",9}" +
-                (blas is null ? "" : $" {"OpenBLAS",10} {"ms",9} {"ratio",6}"));
+            output.WriteLine($"{"M",6} {"N",6} {"K",6} {"dtype",5} {"thr",3} {"ours GF/s",10} {"ms",9} {"cpu GF/s",9}" +
+                (blas is null ? "" : $" {"OpenBLAS",10} {"ms",9} {"cpu GF/s",9} {"ratio",6} {"cpu ratio",9}"));
         foreach (int th in threadCounts)
             foreach (var type in types)
                 foreach (int mm in ms)
@@ -83,9 +83,11 @@ public static class BenchGemmCommand
     private static string FormatRow(GemmBenchmarkResult r)
     {
         var ci = CultureInfo.InvariantCulture;
-        string row = string.Format(ci, "{0,6} {1,6} {2,6} {3,5} {4,3} {5,10:F1} {6,9:F3}", r.M, r.N, r.K, r.DType.ToString().ToLowerInvariant(), r.Threads, r.OursGflops, r.OursMedianMs);
+        string row = string.Format(ci, "{0,6} {1,6} {2,6} {3,5} {4,3} {5,10:F1} {6,9:F3} {7,9:F1}", r.M, r.N, r.K,
+            r.DType.ToString().ToLowerInvariant(), r.Threads, r.OursGflops, r.OursMedianMs, r.OursCpuGflops);
         if (r.OpenBlasGflops is double t)
-            row += string.Format(ci, " {0,10:F1} {1,9:F3} {2,6:F3}", t, r.OpenBlasMedianMs, r.Ratio);
+            row += string.Format(ci, " {0,10:F1} {1,9:F3} {2,9:F1} {3,6:F3} {4,9:F3}", t, r.OpenBlasMedianMs, r.OpenBlasCpuGflops,
+                r.Ratio, r.OursCpuGflops / r.OpenBlasCpuGflops);
         return row;
     }
 
@@ -109,10 +111,12 @@ public static class BenchGemmCommand
                 w.WriteNumber("threads", r.Threads);
                 w.WriteNumber("ours", r.OursGflops);
                 w.WriteNumber("oursMs", r.OursMedianMs);
+                w.WriteNumber("oursCpu", r.OursCpuGflops);
                 if (r.OpenBlasGflops is double t)
                 {
                     w.WriteNumber("theirs", t);
                     w.WriteNumber("theirsMs", r.OpenBlasMedianMs!.Value);
+                    w.WriteNumber("theirsCpu", r.OpenBlasCpuGflops!.Value);
                     w.WriteNumber("ratio", r.Ratio!.Value);
                 }
                 else
