@@ -48,6 +48,8 @@ internal sealed unsafe class FlashAttention : IParallelWork
         }
     }
 
+    // Fully optimised from the first call: a prompt's first prefill is the one that is timed (TTFT).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int item, int worker)
     {
         // Later query blocks see more keys: hand them out first so the tail of the job is short items.

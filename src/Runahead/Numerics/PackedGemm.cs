@@ -105,6 +105,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         else RunBlocked<T>(item, s);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunSmall<T>(int item, Scratch s) where T : struct, IPanelElement
     {
         int p0 = item * _panelsPerItem;
@@ -125,6 +126,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunBlocked<T>(int item, Scratch s) where T : struct, IPanelElement
     {
         int mb = item % _mBlocks, chunk = item / _mBlocks;
