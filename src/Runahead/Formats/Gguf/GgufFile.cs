@@ -53,6 +53,9 @@ public sealed unsafe class GgufFile : IDisposable
     public const uint Magic = 0x46554747; // "GGUF" little-endian
     public const int DefaultAlignment = 32;
 
+    /// <summary>Limits far above any real model (the largest vocabularies have a few hundred thousand tokens).</summary>
+    public const int MaxTensorCount = 1 << 20, MaxMetadataCount = 1 << 16, MaxArrayLength = 1 << 24, MaxMetadataElements = 1 << 26;
+
     private readonly MappedFile _file;
     private readonly byte* _base;
     private bool _disposed;
@@ -90,6 +93,10 @@ public sealed unsafe class GgufFile : IDisposable
             // Each KV pair takes at least 8+1+4 bytes, each tensor entry at least 8+1+4+8+4+8.
             if (kvCount > (ulong)(size / 13)) throw r.Fail($"metadata count {kvCount} is larger than the file can hold");
             if (tensorCount > (ulong)(size / 33)) throw r.Fail($"tensor count {tensorCount} is larger than the file can hold");
+            // Real models have thousands of tensors and dozens of keys; the caps keep a consistent but hostile file
+            // (every byte a tiny entry) from costing many times its size in managed objects.
+            if (kvCount > MaxMetadataCount) throw r.Fail($"metadata count {kvCount} is absurd (at most {MaxMetadataCount})");
+            if (tensorCount > MaxTensorCount) throw r.Fail($"tensor count {tensorCount} is absurd (at most {MaxTensorCount})");
 
             var meta = new Dictionary<string, object>(StringComparer.Ordinal);
             var types = new Dictionary<string, (GgufValueType, GgufValueType)>(StringComparer.Ordinal);
@@ -263,6 +270,7 @@ public sealed unsafe class GgufFile : IDisposable
     private struct Reader(string path, byte* basePtr, long size)
     {
         public long Position;
+        private long _elementsRead;
 
         public readonly InvalidModelFileException Fail(string what) => new(path, $"{what} (at byte {Position})");
 
@@ -342,15 +350,19 @@ public sealed unsafe class GgufFile : IDisposable
             if (et == GgufValueType.Array) throw Fail($"metadata '{key}' nests arrays, which is not supported");
             if (es == 0) throw Fail($"metadata '{key}' has unknown element type {(uint)et}");
             if (count > (ulong)((size - Position) / es)) throw Fail($"metadata '{key}' array count {count} runs past the end of the file");
-            if (count > (ulong)Array.MaxLength) throw Fail($"metadata '{key}' array count {count} is absurd");
+            if (count > MaxArrayLength) throw Fail($"metadata '{key}' array count {count} is absurd (at most {MaxArrayLength})");
+            _elementsRead += (long)count;
+            if (_elementsRead > MaxMetadataElements) throw Fail($"metadata arrays hold more than {MaxMetadataElements} elements in all");
             int n = (int)count;
             switch (et)
             {
                 case GgufValueType.String:
                 {
-                    var a = new string[n];
-                    for (int i = 0; i < n; i++) a[i] = String();
-                    return a;
+                    // Grown as strings are actually read: the count passed the size check at 8 bytes a string, but
+                    // a lying count must fail on the first bad length, not after allocating for all of them.
+                    var list = new List<string>(Math.Min(n, 1 << 16));
+                    for (int i = 0; i < n; i++) list.Add(String());
+                    return list.ToArray();
                 }
                 case GgufValueType.Float32 or GgufValueType.Float64:
                 {

@@ -131,78 +131,77 @@ public sealed class GgufTokenizerMetadata
 
     /// <summary>
     /// A Hugging Face tokenizer.json with a BPE model. Byte-level BPE (GPT-2 style) becomes model "gpt2" with tokens
-    /// and merges; SentencePiece-style BPE with byte fallback becomes model "llama" with scores from the merge order.
+    /// and merges; SentencePiece-style BPE with byte fallback becomes model "llama", scored by id (SentencePiece exports pieces
+    /// in score order).
     /// </summary>
     public static GgufTokenizerMetadata FromHfTokenizerJson(string path, int bosId, int eosId, int vocabSize)
     {
         byte[] bytes = JsonFiles.ReadBounded(path, 512L << 20);
-        {
-            using var doc = JsonFiles.Parse(path, bytes, "tokenizer.json");
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
-                throw new InvalidModelFileException(path, "has no 'model' object");
-            string type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
-            if (type != "BPE") throw new InvalidModelFileException(path, $"tokenizer model '{type}' is not supported (BPE is)");
-            bool byteFallback = model.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True;
-            if (!model.TryGetProperty("vocab", out var vocab) || vocab.ValueKind != JsonValueKind.Object)
-                throw new InvalidModelFileException(path, "has no BPE vocabulary");
+        using var doc = JsonFiles.Parse(path, bytes, "tokenizer.json");
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            throw new InvalidModelFileException(path, "has no 'model' object");
+        string type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
+        if (type != "BPE") throw new InvalidModelFileException(path, $"tokenizer model '{type}' is not supported (BPE is)");
+        bool byteFallback = model.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True;
+        if (!model.TryGetProperty("vocab", out var vocab) || vocab.ValueKind != JsonValueKind.Object)
+            throw new InvalidModelFileException(path, "has no BPE vocabulary");
 
-            var byId = new Dictionary<int, (string text, int type)>();
-            int maxId = vocabSize - 1;
-            foreach (var entry in vocab.EnumerateObject())
+        var byId = new Dictionary<int, (string text, int type)>();
+        int maxId = vocabSize - 1;
+        foreach (var entry in vocab.EnumerateObject())
+        {
+            if (!entry.Value.TryGetInt32(out int id) || id < 0 || id >= 1 << 22) throw new InvalidModelFileException(path, $"token '{entry.Name}' has a bad id");
+            byId[id] = (entry.Name, byteFallback && IsBytePiece(entry.Name) ? Byte : Normal);
+            maxId = Math.Max(maxId, id);
+        }
+        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
+            foreach (var a in added.EnumerateArray())
             {
-                if (!entry.Value.TryGetInt32(out int id) || id < 0 || id >= 1 << 22) throw new InvalidModelFileException(path, $"token '{entry.Name}' has a bad id");
-                byId[id] = (entry.Name, byteFallback && IsBytePiece(entry.Name) ? Byte : Normal);
+                if (a.ValueKind != JsonValueKind.Object || !a.TryGetProperty("id", out var idEl) || !idEl.TryGetInt32(out int id)
+                    || id < 0 || id >= 1 << 22 || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String)
+                    throw new InvalidModelFileException(path, "has a malformed added_tokens entry");
+                bool special = a.TryGetProperty("special", out var sp) && sp.ValueKind == JsonValueKind.True;
+                byId[id] = (c.GetString()!, special ? Control : UserDefined);
                 maxId = Math.Max(maxId, id);
             }
-            if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
-                foreach (var a in added.EnumerateArray())
-                {
-                    if (a.ValueKind != JsonValueKind.Object || !a.TryGetProperty("id", out var idEl) || !idEl.TryGetInt32(out int id)
-                        || id < 0 || id >= 1 << 22 || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String)
-                        throw new InvalidModelFileException(path, "has a malformed added_tokens entry");
-                    bool special = a.TryGetProperty("special", out var sp) && sp.ValueKind == JsonValueKind.True;
-                    byId[id] = (c.GetString()!, special ? Control : UserDefined);
-                    maxId = Math.Max(maxId, id);
-                }
-            int count = maxId + 1;
-            var tokens = new string[count];
-            var types = new long[count];
-            var scores = new double[count];
-            for (int i = 0; i < count; i++)
+        int count = maxId + 1;
+        var tokens = new string[count];
+        var types = new long[count];
+        var scores = new double[count];
+        for (int i = 0; i < count; i++)
+        {
+            // Holes (ids the embedding has but the tokenizer never produces) get llama.cpp's placeholder.
+            var (text, tokenType) = byId.TryGetValue(i, out var e) ? e : ($"[PAD{i}]", Unused);
+            tokens[i] = text;
+            types[i] = tokenType;
+            scores[i] = tokenType == Normal ? -i : 0;
+        }
+
+        var merges = new List<string>();
+        if (model.TryGetProperty("merges", out var mergeList) && mergeList.ValueKind == JsonValueKind.Array)
+            foreach (var m in mergeList.EnumerateArray())
             {
-                // Holes (ids the embedding has but the tokenizer never produces) get llama.cpp's placeholder.
-                var (text, tokenType) = byId.TryGetValue(i, out var e) ? e : ($"[PAD{i}]", Unused);
-                tokens[i] = text;
-                types[i] = tokenType;
-                scores[i] = tokenType == Normal ? -i : 0;
+                if (m.ValueKind == JsonValueKind.String) merges.Add(m.GetString()!);
+                else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
+                    merges.Add(m[0].GetString() + " " + m[1].GetString());
+                else throw new InvalidModelFileException(path, "has a malformed merge");
             }
 
-            var merges = new List<string>();
-            if (model.TryGetProperty("merges", out var mergeList) && mergeList.ValueKind == JsonValueKind.Array)
-                foreach (var m in mergeList.EnumerateArray())
-                {
-                    if (m.ValueKind == JsonValueKind.String) merges.Add(m.GetString()!);
-                    else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
-                        merges.Add(m[0].GetString() + " " + m[1].GetString());
-                    else throw new InvalidModelFileException(path, "has a malformed merge");
-                }
-
-            string ggmlModel = byteFallback ? "llama" : "gpt2";
-            var result = new GgufTokenizerMetadata(ggmlModel, count);
-            result.Add("tokenizer.ggml.model", GgufValueType.String, ggmlModel);
-            if (!byteFallback) result.Add("tokenizer.ggml.pre", GgufValueType.String, PreTokenizerName(root));
-            if (ReadAddBos(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".", "tokenizer_config.json")) is bool addBos)
-                result.Add("tokenizer.ggml.add_bos_token", GgufValueType.Bool, addBos);
-            result.Add("tokenizer.ggml.tokens", GgufValueType.Array, tokens, GgufValueType.String);
-            result.Add("tokenizer.ggml.token_type", GgufValueType.Array, types, GgufValueType.Int32);
-            if (byteFallback) result.Add("tokenizer.ggml.scores", GgufValueType.Array, scores, GgufValueType.Float32);
-            result.Add("tokenizer.ggml.merges", GgufValueType.Array, merges.ToArray(), GgufValueType.String);
-            int unk = byId.Count > 0 && model.TryGetProperty("unk_token", out var unkEl) && unkEl.ValueKind == JsonValueKind.String
-                ? FindId(tokens, unkEl.GetString()!) : -1;
-            result.AddSpecialIds(unk, bosId < count ? bosId : -1, eosId < count ? eosId : -1);
-            return result;
-        }
+        string ggmlModel = byteFallback ? "llama" : "gpt2";
+        var result = new GgufTokenizerMetadata(ggmlModel, count);
+        result.Add("tokenizer.ggml.model", GgufValueType.String, ggmlModel);
+        if (!byteFallback) result.Add("tokenizer.ggml.pre", GgufValueType.String, PreTokenizerName(root));
+        if (ReadAddBos(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".", "tokenizer_config.json")) is bool addBos)
+            result.Add("tokenizer.ggml.add_bos_token", GgufValueType.Bool, addBos);
+        result.Add("tokenizer.ggml.tokens", GgufValueType.Array, tokens, GgufValueType.String);
+        result.Add("tokenizer.ggml.token_type", GgufValueType.Array, types, GgufValueType.Int32);
+        if (byteFallback) result.Add("tokenizer.ggml.scores", GgufValueType.Array, scores, GgufValueType.Float32);
+        result.Add("tokenizer.ggml.merges", GgufValueType.Array, merges.ToArray(), GgufValueType.String);
+        int unk = byId.Count > 0 && model.TryGetProperty("unk_token", out var unkEl) && unkEl.ValueKind == JsonValueKind.String
+            ? FindId(tokens, unkEl.GetString()!) : -1;
+        result.AddSpecialIds(unk, bosId < count ? bosId : -1, eosId < count ? eosId : -1);
+        return result;
     }
 
     private static int FindId(string[] tokens, string text) => Array.IndexOf(tokens, text);

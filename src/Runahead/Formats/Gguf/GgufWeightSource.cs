@@ -62,6 +62,14 @@ public sealed unsafe class GgufWeightSource : IWeightSource
             if (v < int.MinValue || v > int.MaxValue) throw new InvalidModelFileException(path, $"metadata '{key}' = {v} is out of range");
             return (int)v;
         }
+        // llama.cpp writes 0xFFFFFFFF (or -1) for "no such token".
+        int TokenId(string key, int fallback)
+        {
+            long v = f.GetInt(key, fallback);
+            if (v is -1 or 0xFFFFFFFF) return -1;
+            if (v < 0 || v > int.MaxValue) throw new InvalidModelFileException(path, $"metadata '{key}' = {v} is out of range");
+            return (int)v;
+        }
         int dim = Int($"{arch}.embedding_length", 0, true);
         int layers = Int($"{arch}.block_count", 0, true);
         int heads = Int($"{arch}.attention.head_count", 0, true);
@@ -108,8 +116,8 @@ public sealed unsafe class GgufWeightSource : IWeightSource
             // llama.cpp's Falcon is always parallel; our writer marks the sequential variant by its ffn_norm.
             ParallelAttention = falcon && !f.TryGetTensor("blk.0.ffn_norm.weight", out _),
             FalconNewDecoder = falcon && f.TryGetTensor("blk.0.attn_norm_2.weight", out _),
-            BosId = Int("tokenizer.ggml.bos_token_id", 1, false),
-            EosId = Int("tokenizer.ggml.eos_token_id", 2, false),
+            BosId = TokenId("tokenizer.ggml.bos_token_id", 1),
+            EosId = TokenId("tokenizer.ggml.eos_token_id", 2),
         };
         return config;
     }
