@@ -8,6 +8,7 @@ public static class BenchCommand
     public static Command Build()
     {
         var cmd = new Command("bench", "Benchmarks: gemm, prefill, ttft");
+        cmd.Subcommands.Add(BenchTtftCommand.Build());
         return cmd;
     }
 }

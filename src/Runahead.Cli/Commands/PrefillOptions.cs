@@ -54,10 +54,12 @@ public sealed class PrefillOptions
         AllowMultipleArgumentsPerToken = false,
     };
 
-    /// <summary>Adds every option except --ranks (generate takes one number, bench a list) to <paramref name="command"/>.</summary>
-    public void AddTo(Command command)
+    /// <summary>
+    /// Adds the options except --ranks (generate takes one number, bench a list) and, for bench, --strategy (a list there).
+    /// </summary>
+    public void AddTo(Command command, bool includeStrategy = true)
     {
-        command.Options.Add(Strategy);
+        if (includeStrategy) command.Options.Add(Strategy);
         command.Options.Add(Partition);
         command.Options.Add(Transport);
         command.Options.Add(ThreadsPerRank);
@@ -65,6 +67,28 @@ public sealed class PrefillOptions
         command.Options.Add(LinkLatency);
         command.Options.Add(Links);
         command.Options.Add(Sidecar);
+    }
+
+    /// <summary>
+    /// Runs a command body so that user errors print as one line (exit 1) and cancellation as "cancelled" (exit 130):
+    /// System.CommandLine would otherwise print an exception with its stack trace.
+    /// </summary>
+    public static async Task<int> GuardAsync(ParseResult parse, Func<Task<int>> body)
+    {
+        try
+        {
+            return await body().ConfigureAwait(false);
+        }
+        catch (RunaheadException e)
+        {
+            parse.InvocationConfiguration.Error.WriteLine("runahead: " + e.Message);
+            return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            parse.InvocationConfiguration.Error.WriteLine("runahead: cancelled");
+            return 130;
+        }
     }
 
     public static RankTransport ParseTransport(string? text) => (text ?? "shm").Trim().ToLowerInvariant() switch
