@@ -51,12 +51,7 @@ public sealed class Generator
         if (options.MaxNewTokens < 0) throw new RunaheadException($"-n must be >= 0, got {options.MaxNewTokens}");
         var config = Model.Config;
         int n = promptIds.Length;
-        if (n == 0) throw new RunaheadException("the prompt is empty: at least one token is needed");
-        if (n > config.ContextLength)
-            throw new RunaheadException($"the prompt has {n} tokens, more than the model's context length of {config.ContextLength}");
-        foreach (var id in promptIds.Span)
-            if ((uint)id >= (uint)config.VocabSize)
-                throw new RunaheadException($"prompt token id {id} is outside the model's vocabulary of {config.VocabSize}");
+        ValidatePrompt(promptIds.Span);
 
         var sampler = new Sampler(config.VocabSize, options.Sampling);
         var stopIds = StopIds(options);
@@ -110,6 +105,18 @@ public sealed class Generator
         var rest = streamer?.Flush();
         if (!string.IsNullOrEmpty(rest))
             yield return new GeneratedToken(-1, rest, stats.GeneratedTokens, clock.Elapsed);
+    }
+
+    /// <summary>Throws <see cref="RunaheadException"/> for an empty prompt, one longer than the context, or unknown ids.</summary>
+    public void ValidatePrompt(ReadOnlySpan<int> promptIds)
+    {
+        var config = Model.Config;
+        if (promptIds.Length == 0) throw new RunaheadException("the prompt is empty: at least one token is needed");
+        if (promptIds.Length > config.ContextLength)
+            throw new RunaheadException($"the prompt has {promptIds.Length} tokens, more than the model's context length of {config.ContextLength}");
+        foreach (var id in promptIds)
+            if ((uint)id >= (uint)config.VocabSize)
+                throw new RunaheadException($"prompt token id {id} is outside the model's vocabulary of {config.VocabSize}");
     }
 
     private HashSet<int> StopIds(GenerationOptions options)

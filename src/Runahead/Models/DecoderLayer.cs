@@ -73,14 +73,14 @@ public sealed class DecoderLayer
         return new DecoderLayer(index, c, pool, attnNorm, mlpNorm, qkv, q, k, v, output, gate, up, down);
     }
 
-    /// <summary>Bytes of weights as prepared for compute (F32 equivalents of the linear layers, norms, biases).</summary>
+    /// <summary>Bytes of weights as prepared for compute (linear layers, norms, biases).</summary>
     internal long WeightBytes
     {
         get
         {
             long b = _attnNorm.Bytes + (_mlpNorm?.Bytes ?? 0);
             foreach (var l in new[] { _qkv, _q, _k, _v, _output, _gate, _up, _down })
-                if (l != null) b += sizeof(float) * (long)l.OutFeatures * l.InFeatures + l.BiasBytes;
+                if (l != null) b += l.Bytes;
             return b;
         }
     }

@@ -18,7 +18,8 @@ internal sealed class Linear
         _bias = bias ?? [];
     }
 
-    public long BiasBytes => sizeof(float) * (long)_bias.Length;
+    /// <summary>Bytes of the prepared weight and the bias.</summary>
+    public long Bytes => Weight.MemoryBytes + sizeof(float) * (long)_bias.Length;
 
     /// <summary>y [tokens, out] = x [tokens, in] W^T + b.</summary>
     public void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool)

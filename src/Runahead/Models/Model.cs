@@ -102,16 +102,19 @@ public sealed class Model : IDisposable
         }
     }
 
-    /// <summary>Bytes of weights as prepared for compute (linear layers counted as F32).</summary>
+    /// <summary>Bytes of weights prepared for compute (the embedding table stays in the mapped file, see <see cref="MappedEmbeddingBytes"/>).</summary>
     public long WeightBytes
     {
         get
         {
-            long b = _outputNorm.Bytes + sizeof(float) * (long)_lmHead.OutFeatures * _lmHead.InFeatures;
+            long b = _outputNorm.Bytes + _lmHead.Bytes;
             foreach (var l in _layers) b += l.WeightBytes;
             return b;
         }
     }
+
+    /// <summary>Bytes of the embedding table read from the memory-mapped source.</summary>
+    public long MappedEmbeddingBytes => _embedding.ByteSize;
 
     /// <summary>Scratch for chunks of up to <paramref name="maxTokens"/> tokens (defaults to <see cref="MaxChunkTokens"/>).</summary>
     public ForwardWorkspace CreateWorkspace(int maxTokens = 0) =>

@@ -39,7 +39,7 @@ public enum GgufValueType : uint
 /// <summary>A tensor entry of a GGUF file: canonical row-major shape and the absolute offset of its data.</summary>
 public sealed record GgufTensor(string Name, TensorType Type, long[] Shape, long DataOffset, long ByteSize)
 {
-    public TensorInfo Info => new(Name, Type, Shape);
+    public TensorInfo Info { get; } = new(Name, Type, Shape);
 }
 
 /// <summary>
@@ -63,6 +63,9 @@ public sealed unsafe class GgufFile : IDisposable
     public int Alignment { get; }
     public long DataStart { get; }
     public IReadOnlyDictionary<string, object> Metadata { get; }
+
+    /// <summary>The stored type of each metadata value (and element type for arrays), so values can be copied exactly.</summary>
+    public IReadOnlyDictionary<string, (GgufValueType Type, GgufValueType ElementType)> MetadataTypes { get; }
     public IReadOnlyList<GgufTensor> Tensors { get; }
     private readonly Dictionary<string, GgufTensor> _byName;
 
@@ -89,13 +92,17 @@ public sealed unsafe class GgufFile : IDisposable
             if (tensorCount > (ulong)(size / 33)) throw r.Fail($"tensor count {tensorCount} is larger than the file can hold");
 
             var meta = new Dictionary<string, object>(StringComparer.Ordinal);
+            var types = new Dictionary<string, (GgufValueType, GgufValueType)>(StringComparer.Ordinal);
             for (ulong i = 0; i < kvCount; i++)
             {
                 string key = r.String();
                 var type = (GgufValueType)r.U32();
+                var elementType = type == GgufValueType.Array ? r.PeekArrayElementType() : type;
                 if (!meta.TryAdd(key, r.Value(type, depth: 0, key))) throw r.Fail($"duplicate metadata key '{key}'");
+                types[key] = (type, elementType);
             }
             Metadata = meta;
+            MetadataTypes = types;
 
             int alignment = DefaultAlignment;
             if (meta.TryGetValue("general.alignment", out var a))
@@ -249,6 +256,8 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     /// <summary>Bounds-checked little-endian cursor over the mapped file.</summary>
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+
     private struct Reader(string path, byte* basePtr, long size)
     {
         public long Position;
@@ -258,6 +267,12 @@ public sealed unsafe class GgufFile : IDisposable
         private void Need(long n)
         {
             if (n < 0 || Position > size - n) throw Fail("file is truncated");
+        }
+
+        public readonly GgufValueType PeekArrayElementType()
+        {
+            if (Position > size - 4) throw Fail("file is truncated");
+            return (GgufValueType)(*(uint*)(basePtr + Position));
         }
 
         public uint U32() { Need(4); uint v = *(uint*)(basePtr + Position); Position += 4; return v; }
@@ -271,7 +286,7 @@ public sealed unsafe class GgufFile : IDisposable
             string s;
             try
             {
-                s = new UTF8Encoding(false, true).GetString(basePtr + Position, (int)len);
+                s = StrictUtf8.GetString(basePtr + Position, (int)len);
             }
             catch (DecoderFallbackException)
             {

@@ -5,7 +5,7 @@ namespace Runahead.Formats.Gguf;
 /// <summary>A GGUF file (arch "llama" or "falcon") as a weight source; tensors are used in place from the map.</summary>
 public sealed unsafe class GgufWeightSource : IWeightSource
 {
-    private readonly Dictionary<string, GgufTensor> _byName = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (GgufTensor stored, TensorInfo info)> _byName = new(StringComparer.Ordinal);
     private readonly List<TensorInfo> _tensors;
 
     public GgufFile File { get; }
@@ -20,8 +20,9 @@ public sealed unsafe class GgufWeightSource : IWeightSource
         _tensors = new List<TensorInfo>(file.Tensors.Count);
         foreach (var t in file.Tensors)
         {
-            _byName[t.Name] = t;
-            _tensors.Add(t.Info);
+            var info = t.Info;
+            _byName[t.Name] = (t, info);
+            _tensors.Add(info);
         }
         Config = ReadConfig(file);
         ModelTensors.Validate(file.Path, Config, this);
@@ -93,8 +94,8 @@ public sealed unsafe class GgufWeightSource : IWeightSource
             RopeTheta = (float)f.GetFloat($"{arch}.rope.freq_base", 10000),
             Rope = falcon ? RopeStyle.NeoX : RopeStyle.Interleaved,
             TiedEmbeddings = !f.TryGetTensor("output.weight", out _),
-            // llama.cpp's Falcon graph always runs attention and MLP in parallel.
-            ParallelAttention = falcon,
+            // llama.cpp's Falcon is always parallel; our writer marks the sequential variant by its ffn_norm.
+            ParallelAttention = falcon && !f.TryGetTensor("blk.0.ffn_norm.weight", out _),
             FalconNewDecoder = falcon && f.TryGetTensor("blk.0.attn_norm_2.weight", out _),
             BosId = Int("tokenizer.ggml.bos_token_id", 1, false),
             EosId = Int("tokenizer.ggml.eos_token_id", 2, false),
@@ -106,7 +107,7 @@ public sealed unsafe class GgufWeightSource : IWeightSource
     {
         if (_byName.TryGetValue(name, out var t))
         {
-            info = t.Info;
+            info = t.info;
             return true;
         }
         info = null!;
@@ -114,7 +115,7 @@ public sealed unsafe class GgufWeightSource : IWeightSource
     }
 
     private GgufTensor Find(TensorInfo tensor) => _byName.TryGetValue(tensor.Name, out var t)
-        ? t
+        ? t.stored
         : throw new ArgumentException($"tensor '{tensor.Name}' is not in {SourcePath}", nameof(tensor));
 
     public ReadOnlySpan<byte> GetTensorBytes(TensorInfo tensor) => File.GetBytes(Find(tensor));
