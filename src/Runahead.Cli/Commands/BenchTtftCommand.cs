@@ -130,7 +130,7 @@ public static class BenchTtftCommand
                     int threads = s.ThreadsPerRank(p);
                     bar.Description = $"starting {p} rank(s)";
                     // One set of ranks per P serves every strategy and length: process start and model load stay out of TTFT.
-                    using var host = RankJobHosts.Create(s.Transport, s.ModelPath, p, threads, s.Links.Build(p));
+                    using var host = await RankJobHosts.CreateAsync(s.Transport, s.ModelPath, p, threads, s.Links.Build(p), null, ct);
                     var client = new PrefillClient(host);
                     foreach (var c in s.Tokens)
                     {
