@@ -8,6 +8,9 @@ public static class BenchCommand
     public static Command Build()
     {
         var cmd = new Command("bench", "Benchmarks: gemm, prefill, ttft");
+        cmd.Subcommands.Add(BenchGemmCommand.Build());
+        cmd.Subcommands.Add(BenchPrefillCommand.Build());
+        cmd.Subcommands.Add(BenchTtftCommand.Build());
         return cmd;
     }
 }

@@ -15,43 +15,32 @@ public enum AttentionMask
 /// (the lower-right aligned causal mask); TSP passes its chunk start and all C keys.
 /// Layouts: q [c, heads*headDim]; k, v [totalKeys, kvHeads*headDim]; output [c, heads*headDim].
 /// GQA: head h reads KV head h / (heads / kvHeads).
-/// NOTE (skeleton): plain two-pass softmax; the kernels issue adds the tiled online-softmax version.
+/// Computed tile by tile with an online softmax (<see cref="FlashAttention"/>); <see cref="AttentionReference"/> is
+/// the plain definition.
 /// </summary>
 public static class Attention
 {
-    public static void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> output,
+    public static unsafe void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> output,
         int queries, int queryStart, int totalKeys, int heads, int kvHeads, int headDim, ComputePool pool, AttentionMask mask = AttentionMask.PrefixCausal)
     {
-        int group = heads / kvHeads;
-        int qStride = heads * headDim, kvStride = kvHeads * headDim;
-        if (queryStart < 0 || queryStart + queries > totalKeys) throw new ArgumentOutOfRangeException(nameof(queryStart));
-        float scale = 1f / MathF.Sqrt(headDim);
-        var scores = new float[totalKeys];
-        for (int j = 0; j < queries; j++)
+        ArgumentNullException.ThrowIfNull(pool);
+        if (heads < 1 || kvHeads < 1 || heads % kvHeads != 0)
+            throw new ArgumentException($"heads ({heads}) must be a positive multiple of kvHeads ({kvHeads})");
+        if (headDim < 1) throw new ArgumentOutOfRangeException(nameof(headDim), $"headDim must be positive, got {headDim}");
+        if (queries < 0 || queryStart < 0 || (long)queryStart + queries > totalKeys)
+            throw new ArgumentOutOfRangeException(nameof(queryStart), $"queries [{queryStart}, {(long)queryStart + queries}) must lie within the {totalKeys} keys");
+        long qLen = (long)queries * heads * headDim, kvLen = (long)totalKeys * kvHeads * headDim;
+        if (q.Length < qLen) throw new ArgumentException($"q holds {q.Length} floats, {qLen} needed", nameof(q));
+        if (k.Length < kvLen) throw new ArgumentException($"k holds {k.Length} floats, {kvLen} needed", nameof(k));
+        if (v.Length < kvLen) throw new ArgumentException($"v holds {v.Length} floats, {kvLen} needed", nameof(v));
+        if (output.Length < qLen) throw new ArgumentException($"output holds {output.Length} floats, {qLen} needed", nameof(output));
+        if (queries == 0) return;
+        fixed (float* qp = q)
+        fixed (float* kp = k)
+        fixed (float* vp = v)
+        fixed (float* op = output)
         {
-            int visible = queryStart + j + 1;
-            for (int h = 0; h < heads; h++)
-            {
-                int kh = h / group;
-                var qr = q.Slice(j * qStride + h * headDim, headDim);
-                int computed = mask == AttentionMask.DenseThenMask ? totalKeys : visible;
-                for (int t = 0; t < computed; t++)
-                {
-                    var kr = k.Slice(t * kvStride + kh * headDim, headDim);
-                    float s = 0;
-                    for (int d = 0; d < headDim; d++) s += qr[d] * kr[d];
-                    scores[t] = t < visible ? s * scale : float.NegativeInfinity;
-                }
-                Ops.Softmax(scores.AsSpan(0, visible));
-                var o = output.Slice(j * qStride + h * headDim, headDim);
-                o.Clear();
-                for (int t = 0; t < visible; t++)
-                {
-                    var vr = v.Slice(t * kvStride + kh * headDim, headDim);
-                    float p = scores[t];
-                    for (int d = 0; d < headDim; d++) o[d] += p * vr[d];
-                }
-            }
+            FlashAttention.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);
         }
     }
 }

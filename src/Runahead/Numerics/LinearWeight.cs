@@ -1,23 +1,35 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Runahead.Formats;
 
 namespace Runahead.Numerics;
 
 /// <summary>
-/// The weight of a linear layer, W [out, in] as model files store it, prepared once at load for Y = X W^T.
-/// NOTE (skeleton): holds an F32 copy and runs a plain loop; the kernels issue replaces the inside with packed
-/// panels and an AVX-512 micro-kernel, keeping this signature.
+/// The weight of a linear layer, W [out, in] as model files store it, packed once at load for Y = X W^T into panels
+/// of 32 output features ([panel][in][32], see <see cref="PackedGemm"/>). F32 and Q8_0 (dequantised while packing)
+/// become F32 panels; F16 and BF16 stay 16-bit (half the memory traffic) and are widened inside the GEMM.
 /// </summary>
 public sealed class LinearWeight
 {
-    private readonly float[] _w;
+    private const int NR = GemmMicroKernels.NR;
+
+    // Pinned-heap arrays: the GEMM reads them through raw pointers from several threads.
+    private readonly float[]? _f32;
+    private readonly ushort[]? _u16;
+    private readonly PanelType _panelType;
 
     public int OutFeatures { get; }
     public int InFeatures { get; }
     public TensorType StoredType { get; }
 
-    private LinearWeight(float[] w, int outFeatures, int inFeatures, TensorType type)
+    /// <summary>Bytes held by the packed panels (what this weight costs in memory).</summary>
+    public long MemoryBytes => _f32 is not null ? (long)_f32.Length * 4 : (long)_u16!.Length * 2;
+
+    private LinearWeight(float[]? f32, ushort[]? u16, PanelType panelType, int outFeatures, int inFeatures, TensorType type)
     {
-        _w = w;
+        _f32 = f32;
+        _u16 = u16;
+        _panelType = panelType;
         OutFeatures = outFeatures;
         InFeatures = inFeatures;
         StoredType = type;
@@ -26,29 +38,92 @@ public sealed class LinearWeight
     /// <summary>Prepares a weight from its stored bytes (row-major [outFeatures, inFeatures]).</summary>
     public static LinearWeight FromStored(ReadOnlySpan<byte> stored, TensorType type, int outFeatures, int inFeatures)
     {
-        var w = new float[checked((long)outFeatures * inFeatures)];
-        DType.ToFloat32(stored, type, w);
-        return new LinearWeight(w, outFeatures, inFeatures, type);
+        if (outFeatures < 0 || inFeatures < 0)
+            throw new ArgumentOutOfRangeException(nameof(outFeatures), $"weight shape [{outFeatures}, {inFeatures}] is negative");
+        if (type == TensorType.Q8_0 && inFeatures % 32 != 0)
+            throw new ArgumentException($"Q8_0 weight rows must be a multiple of 32 elements, got {inFeatures}");
+        long need = TensorTypeInfo.ByteSize(type, (long)outFeatures * inFeatures);
+        if (need < 0 || stored.Length < need)
+            throw new ArgumentException($"{stored.Length} bytes cannot hold a [{outFeatures}, {inFeatures}] {type} weight");
+        long packedElements = PackedLength(outFeatures, inFeatures);
+        switch (type)
+        {
+            case TensorType.F32:
+            {
+                var panels = GC.AllocateUninitializedArray<float>(checked((int)packedElements), pinned: true);
+                PackRows(MemoryMarshal.Cast<byte, float>(stored), outFeatures, inFeatures, panels);
+                return new LinearWeight(panels, null, PanelType.F32, outFeatures, inFeatures, type);
+            }
+            case TensorType.F16:
+            case TensorType.BF16:
+            {
+                var panels = GC.AllocateUninitializedArray<ushort>(checked((int)packedElements), pinned: true);
+                PackRows(MemoryMarshal.Cast<byte, ushort>(stored), outFeatures, inFeatures, panels);
+                return new LinearWeight(null, panels, type == TensorType.F16 ? PanelType.F16 : PanelType.BF16, outFeatures, inFeatures, type);
+            }
+            case TensorType.Q8_0:
+            {
+                var panels = GC.AllocateUninitializedArray<float>(checked((int)packedElements), pinned: true);
+                int rowBytes = inFeatures / 32 * 34;
+                var row = new float[inFeatures];
+                int panelCount = (outFeatures + NR - 1) / NR;
+                for (int o = 0; o < panelCount * NR; o++)
+                {
+                    if (o < outFeatures) DType.ToFloat32(stored.Slice(o * rowBytes, rowBytes), TensorType.Q8_0, row);
+                    else row.AsSpan().Clear();
+                    ScatterRow(row, o, inFeatures, panels);
+                }
+                return new LinearWeight(panels, null, PanelType.F32, outFeatures, inFeatures, type);
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), $"unsupported weight type {type}");
+        }
     }
 
     public static LinearWeight FromFloat32(float[] w, int outFeatures, int inFeatures) =>
-        new((float[])w.Clone(), outFeatures, inFeatures, TensorType.F32);
+        FromStored(MemoryMarshal.AsBytes(w.AsSpan()), TensorType.F32, outFeatures, inFeatures);
 
     /// <summary>y[t, o] = sum_i x[t, i] * W[o, i] for t in [0, tokens).</summary>
-    public void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool)
+    public unsafe void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool)
     {
+        ArgumentNullException.ThrowIfNull(pool);
         int n = OutFeatures, k = InFeatures;
-        for (int t = 0; t < tokens; t++)
+        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
+        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
+        if (y.Length < (long)tokens * n) throw new ArgumentException($"y holds {y.Length} floats, {tokens}x{n} needed", nameof(y));
+        fixed (float* xp = x)
+        fixed (float* yp = y)
         {
-            var xr = x.Slice(t * k, k);
-            var yr = y.Slice(t * n, n);
-            for (int o = 0; o < n; o++)
-            {
-                float s = 0;
-                var wr = _w.AsSpan(o * k, k);
-                for (int i = 0; i < k; i++) s += xr[i] * wr[i];
-                yr[o] = s;
-            }
+            PackedGemm.Run(xp, tokens, k, PanelPointer(), _panelType, n, yp, pool);
         }
+    }
+
+    private unsafe byte* PanelPointer() => _f32 is not null
+        ? (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_f32))
+        : (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_u16!));
+
+    private static long PackedLength(int outFeatures, int inFeatures) =>
+        (long)((outFeatures + NR - 1) / NR) * NR * inFeatures;
+
+    private static void PackRows<T>(ReadOnlySpan<T> w, int outFeatures, int inFeatures, T[] panels) where T : unmanaged
+    {
+        int panelCount = (outFeatures + NR - 1) / NR;
+        for (int o = 0; o < panelCount * NR; o++)
+        {
+            if (o < outFeatures) ScatterRow(w.Slice(o * inFeatures, inFeatures), o, inFeatures, panels);
+            else ScatterZero(o, inFeatures, panels);
+        }
+    }
+
+    private static void ScatterRow<T>(ReadOnlySpan<T> row, int o, int inFeatures, T[] panels)
+    {
+        long baseIndex = (long)(o / NR) * NR * inFeatures + o % NR;
+        for (int i = 0; i < inFeatures; i++) panels[baseIndex + (long)i * NR] = row[i];
+    }
+
+    private static void ScatterZero<T>(int o, int inFeatures, T[] panels)
+    {
+        long baseIndex = (long)(o / NR) * NR * inFeatures + o % NR;
+        for (int i = 0; i < inFeatures; i++) panels[baseIndex + (long)i * NR] = default!;
     }
 }

@@ -26,4 +26,10 @@ public interface ITokenizer
 
     /// <summary>Decodes a whole sequence (SentencePiece removes the leading-space prefix of the first token).</summary>
     string Decode(ReadOnlySpan<int> ids);
+
+    /// <summary>
+    /// Whether decoding drops one leading space from the first piece that has bytes (SentencePiece's dummy prefix;
+    /// llama2.c: the piece after BOS). Streaming decoders apply the same rule.
+    /// </summary>
+    bool DecodeStripsLeadingSpace => false;
 }

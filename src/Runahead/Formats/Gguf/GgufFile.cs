@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 
 namespace Runahead.Formats.Gguf;
@@ -40,7 +39,7 @@ public enum GgufValueType : uint
 /// <summary>A tensor entry of a GGUF file: canonical row-major shape and the absolute offset of its data.</summary>
 public sealed record GgufTensor(string Name, TensorType Type, long[] Shape, long DataOffset, long ByteSize)
 {
-    public TensorInfo Info => new(Name, Type, Shape);
+    public TensorInfo Info { get; } = new(Name, Type, Shape);
 }
 
 /// <summary>
@@ -54,8 +53,7 @@ public sealed unsafe class GgufFile : IDisposable
     public const uint Magic = 0x46554747; // "GGUF" little-endian
     public const int DefaultAlignment = 32;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile _file;
     private readonly byte* _base;
     private bool _disposed;
 
@@ -65,14 +63,19 @@ public sealed unsafe class GgufFile : IDisposable
     public int Alignment { get; }
     public long DataStart { get; }
     public IReadOnlyDictionary<string, object> Metadata { get; }
+
+    /// <summary>The stored type of each metadata value (and element type for arrays), so values can be copied exactly.</summary>
+    public IReadOnlyDictionary<string, (GgufValueType Type, GgufValueType ElementType)> MetadataTypes { get; }
     public IReadOnlyList<GgufTensor> Tensors { get; }
     private readonly Dictionary<string, GgufTensor> _byName;
 
-    private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long size)
+    private GgufFile(MappedFile file)
     {
+        _file = file;
+        string path = file.Path;
+        byte* basePtr = file.Base;
+        long size = file.Length;
         Path = path;
-        _map = map;
-        _view = view;
         _base = basePtr;
         FileSize = size;
         var r = new Reader(path, basePtr, size);
@@ -89,13 +92,17 @@ public sealed unsafe class GgufFile : IDisposable
             if (tensorCount > (ulong)(size / 33)) throw r.Fail($"tensor count {tensorCount} is larger than the file can hold");
 
             var meta = new Dictionary<string, object>(StringComparer.Ordinal);
+            var types = new Dictionary<string, (GgufValueType, GgufValueType)>(StringComparer.Ordinal);
             for (ulong i = 0; i < kvCount; i++)
             {
                 string key = r.String();
                 var type = (GgufValueType)r.U32();
+                var elementType = type == GgufValueType.Array ? r.PeekArrayElementType() : type;
                 if (!meta.TryAdd(key, r.Value(type, depth: 0, key))) throw r.Fail($"duplicate metadata key '{key}'");
+                types[key] = (type, elementType);
             }
             Metadata = meta;
+            MetadataTypes = types;
 
             int alignment = DefaultAlignment;
             if (meta.TryGetValue("general.alignment", out var a))
@@ -106,7 +113,8 @@ public sealed unsafe class GgufFile : IDisposable
             }
             Alignment = alignment;
 
-            var pending = new List<(string name, uint ggml, long[] shape, ulong offset)>((int)tensorCount);
+            // The count was bounded by the file size, but a large file could still claim millions: grow as we read.
+            var pending = new List<(string name, uint ggml, long[] shape, ulong offset)>((int)Math.Min(tensorCount, 4096));
             for (ulong i = 0; i < tensorCount; i++)
             {
                 string name = r.String();
@@ -124,8 +132,9 @@ public sealed unsafe class GgufFile : IDisposable
                 Array.Reverse(ne); // GGUF lists the fastest-varying dimension first
                 pending.Add((name, ggml, ne, offset));
             }
+            // Vocabulary-only files end right after the header, without padding, so only files with tensors need it.
             long dataStart = AlignUp(r.Position, alignment);
-            if (dataStart > size) throw r.Fail("tensor data section starts past the end of the file");
+            if (tensorCount > 0 && dataStart > size) throw r.Fail("tensor data section starts past the end of the file");
             DataStart = dataStart;
 
             var tensors = new List<GgufTensor>(pending.Count);
@@ -137,8 +146,9 @@ public sealed unsafe class GgufFile : IDisposable
                 long elements = 1;
                 foreach (var d in shape)
                 {
+                    // Checked before multiplying: 2^40 elements times a 2^31 dimension would overflow a long.
+                    if (d > (1L << 40) / elements) throw r.Fail($"tensor '{name}' has too many elements");
                     elements *= d;
-                    if (elements > (1L << 40)) throw r.Fail($"tensor '{name}' has too many elements");
                 }
                 long bytes = TensorTypeInfo.ByteSize(tt, elements);
                 if (bytes < 0) throw r.Fail($"tensor '{name}' with {elements} elements is not a whole number of {tt} blocks");
@@ -154,9 +164,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
         catch
         {
-            view?.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map?.Dispose();
+            file.Dispose();
             throw;
         }
     }
@@ -166,32 +174,13 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Opens and validates a GGUF file. Throws <see cref="InvalidModelFileException"/> on any problem.</summary>
     public static GgufFile Open(string path)
     {
-        FileInfo fi;
-        try
+        var file = MappedFile.Open(path);
+        if (file.Length < 24)
         {
-            fi = new FileInfo(path);
-            if (!fi.Exists) throw new InvalidModelFileException(path, "file not found");
+            file.Dispose();
+            throw new InvalidModelFileException(path, "file is too short to be GGUF");
         }
-        catch (Exception e) when (e is not RunaheadException)
-        {
-            throw new InvalidModelFileException(path, e.Message);
-        }
-        long size = fi.Length;
-        if (size < 24) throw new InvalidModelFileException(path, size == 0 ? "file is empty" : "file is too short to be GGUF");
-        MemoryMappedFile map;
-        try
-        {
-            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        }
-        catch (Exception e)
-        {
-            throw new InvalidModelFileException(path, "cannot open: " + e.Message);
-        }
-        var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        byte* p = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        p += view.PointerOffset;
-        return new GgufFile(path, map, view, p, size);
+        return new GgufFile(file);
     }
 
     public bool TryGetTensor(string name, out GgufTensor tensor) => _byName.TryGetValue(name, out tensor!);
@@ -263,12 +252,12 @@ public sealed unsafe class GgufFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _view?.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view?.Dispose();
-        _map?.Dispose();
+        _file.Dispose();
     }
 
     /// <summary>Bounds-checked little-endian cursor over the mapped file.</summary>
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+
     private struct Reader(string path, byte* basePtr, long size)
     {
         public long Position;
@@ -278,6 +267,12 @@ public sealed unsafe class GgufFile : IDisposable
         private void Need(long n)
         {
             if (n < 0 || Position > size - n) throw Fail("file is truncated");
+        }
+
+        public readonly GgufValueType PeekArrayElementType()
+        {
+            if (Position > size - 4) throw Fail("file is truncated");
+            return (GgufValueType)(*(uint*)(basePtr + Position));
         }
 
         public uint U32() { Need(4); uint v = *(uint*)(basePtr + Position); Position += 4; return v; }
@@ -291,7 +286,7 @@ public sealed unsafe class GgufFile : IDisposable
             string s;
             try
             {
-                s = new UTF8Encoding(false, true).GetString(basePtr + Position, (int)len);
+                s = StrictUtf8.GetString(basePtr + Position, (int)len);
             }
             catch (DecoderFallbackException)
             {
@@ -345,6 +340,7 @@ public sealed unsafe class GgufFile : IDisposable
             if (et == GgufValueType.Array) throw Fail($"metadata '{key}' nests arrays, which is not supported");
             if (es == 0) throw Fail($"metadata '{key}' has unknown element type {(uint)et}");
             if (count > (ulong)((size - Position) / es)) throw Fail($"metadata '{key}' array count {count} runs past the end of the file");
+            if (count > (ulong)Array.MaxLength) throw Fail($"metadata '{key}' array count {count} is absurd");
             int n = (int)count;
             switch (et)
             {

@@ -1,0 +1,140 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Runahead.Formats;
+using Runahead.Numerics;
+
+namespace Runahead.Cli.Commands;
+
+/// <summary>
+/// `runahead bench gemm`: GFLOP/s of our packed GEMM (Y = X W^T), optionally against OpenBLAS sgemm in the same
+/// process. --m, --n, --k, --dtype and --threads take comma-separated lists; every combination is one case.
+/// </summary>
+public static class BenchGemmCommand
+{
+    public static Command Build()
+    {
+        var m = new Option<string>("--m") { Description = "Rows of X (tokens), comma list", DefaultValueFactory = _ => "1024" };
+        var n = new Option<string>("--n") { Description = "Output features (rows of W), comma list", DefaultValueFactory = _ => "2048" };
+        var k = new Option<string>("--k") { Description = "Input features, comma list", DefaultValueFactory = _ => "2048" };
+        var dtype = new Option<string>("--dtype") { Description = "Weight type: f32, f16, bf16, q8_0 (comma list)", DefaultValueFactory = _ => "f32" };
+        var threads = new Option<string>("--threads") { Description = "Thread counts, comma list (default: all cores)" };
+        var compare = new Option<string?>("--compare") { Description = "Also time this library in the same run: openblas" };
+        var repeats = new Option<int>("--repeats") { Description = "Timed repeats per case (median reported)", DefaultValueFactory = _ => 7 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON document instead of a table" };
+        var cmd = new Command("gemm", "GEMM throughput of the packed kernels, optionally against OpenBLAS")
+        {
+            m, n, k, dtype, threads, compare, repeats, json,
+        };
+        cmd.SetAction(parse =>
+        {
+            var output = parse.InvocationConfiguration.Output;
+            var ms = ParseInts(parse.GetValue(m)!, "--m");
+            var ns = ParseInts(parse.GetValue(n)!, "--n");
+            var ks = ParseInts(parse.GetValue(k)!, "--k");
+            var types = ParseTypes(parse.GetValue(dtype)!);
+            var threadCounts = parse.GetValue(threads) is string t ? ParseInts(t, "--threads") : [Environment.ProcessorCount];
+            int rep = parse.GetValue(repeats);
+            if (rep is < 1 or > 1000) throw new RunaheadException($"--repeats: must be in [1, 1000], got {rep}");
+            OpenBlas? blas = parse.GetValue(compare) switch
+            {
+                null => null,
+                var c when c.Equals("openblas", StringComparison.OrdinalIgnoreCase) => OpenBlas.Load(),
+                var c => throw new RunaheadException($"--compare: unknown library '{c}' (supported: openblas)"),
+            };
+            bool asJson = parse.GetValue(json);
+            var results = new List<GemmBenchmarkResult>();
+            if (!asJson)
+                output.WriteLine($"{"M",6} {"N",6} {"K",6} {"dtype",5} {"thr",3} {"ours GF/s",10} {"ms",9}" +
+                    (blas is null ? "" : $" {"OpenBLAS",10} {"ms",9} {"ratio",6}"));
+            foreach (int th in threadCounts)
+                foreach (var type in types)
+                    foreach (int mm in ms)
+                        foreach (int nn in ns)
+                            foreach (int kk in ks)
+                            {
+                                var r = GemmBenchmark.Run(mm, nn, kk, type, th, blas, rep);
+                                results.Add(r);
+                                if (!asJson) output.WriteLine(FormatRow(r));
+                            }
+            if (asJson) output.WriteLine(ToJson(results, blas));
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static string FormatRow(GemmBenchmarkResult r)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        string row = string.Format(ci, "{0,6} {1,6} {2,6} {3,5} {4,3} {5,10:F1} {6,9:F3}", r.M, r.N, r.K, r.DType.ToString().ToLowerInvariant(), r.Threads, r.OursGflops, r.OursMedianMs);
+        if (r.OpenBlasGflops is double t)
+            row += string.Format(ci, " {0,10:F1} {1,9:F3} {2,6:F3}", t, r.OpenBlasMedianMs, r.Ratio);
+        return row;
+    }
+
+    private static string ToJson(List<GemmBenchmarkResult> results, OpenBlas? blas)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteString("benchmark", "gemm");
+            w.WriteNumber("processorCount", Environment.ProcessorCount);
+            if (blas is not null) w.WriteString("compare", blas.LibraryName);
+            w.WriteStartArray("cases");
+            foreach (var r in results)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("m", r.M);
+                w.WriteNumber("n", r.N);
+                w.WriteNumber("k", r.K);
+                w.WriteString("dtype", r.DType.ToString().ToLowerInvariant());
+                w.WriteNumber("threads", r.Threads);
+                w.WriteNumber("ours", Math.Round(r.OursGflops, 2));
+                w.WriteNumber("oursMs", Math.Round(r.OursMedianMs, 4));
+                if (r.OpenBlasGflops is double t)
+                {
+                    w.WriteNumber("theirs", Math.Round(t, 2));
+                    w.WriteNumber("theirsMs", Math.Round(r.OpenBlasMedianMs!.Value, 4));
+                    w.WriteNumber("ratio", Math.Round(r.Ratio!.Value, 4));
+                }
+                else
+                {
+                    w.WriteNull("theirs");
+                    w.WriteNull("ratio");
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    private static int[] ParseInts(string text, string option)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new RunaheadException($"{option}: expected a positive integer or a comma list, got '{text}'");
+        var values = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out values[i]) || values[i] < 1 || values[i] > 1 << 20)
+                throw new RunaheadException($"{option}: '{parts[i]}' is not an integer in [1, {1 << 20}]");
+        }
+        return values;
+    }
+
+    private static TensorType[] ParseTypes(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new RunaheadException($"--dtype: expected f32, f16, bf16 or q8_0, got '{text}'");
+        return Array.ConvertAll(parts, p => p.ToLowerInvariant() switch
+        {
+            "f32" => TensorType.F32,
+            "f16" => TensorType.F16,
+            "bf16" => TensorType.BF16,
+            "q8_0" or "q8" => TensorType.Q8_0,
+            _ => throw new RunaheadException($"--dtype: unknown type '{p}' (f32, f16, bf16, q8_0)"),
+        });
+    }
+}

@@ -1,0 +1,40 @@
+namespace Runahead.Generation;
+
+public enum StopReason
+{
+    /// <summary>Still running, or the caller stopped enumerating.</summary>
+    None,
+    EndOfSequence,
+    TokenBudget,
+    ContextFull,
+    Cancelled,
+}
+
+/// <summary>Counts and timings of one generation.</summary>
+public sealed class GenerationStats
+{
+    public int[] PromptIds { get; internal set; } = [];
+    public List<int> GeneratedIds { get; } = new();
+    public int PromptTokens => PromptIds.Length;
+    public int GeneratedTokens => GeneratedIds.Count;
+
+    /// <summary>Time to first token: from the prompt ids handed in to the first generated id known (prefill + one sample).</summary>
+    public TimeSpan TimeToFirstToken { get; internal set; }
+
+    /// <summary>Time spent in the prefill strategy.</summary>
+    public TimeSpan PrefillTime { get; internal set; }
+
+    /// <summary>Time from the first token known to the last one known (the decode steps).</summary>
+    public TimeSpan DecodeTime { get; internal set; }
+
+    public StopReason StopReason { get; internal set; }
+
+    /// <summary>Per-rank timings reported by the prefill strategy.</summary>
+    public IReadOnlyList<RankTiming> RankTimings { get; internal set; } = [];
+
+    /// <summary>Prompt tokens per second of prefill (prompt tokens / time to first token).</summary>
+    public double PromptTokensPerSecond => TimeToFirstToken > TimeSpan.Zero ? PromptTokens / TimeToFirstToken.TotalSeconds : 0;
+
+    /// <summary>Decode tokens per second (tokens after the first / decode time).</summary>
+    public double DecodeTokensPerSecond => GeneratedTokens > 1 && DecodeTime > TimeSpan.Zero ? (GeneratedTokens - 1) / DecodeTime.TotalSeconds : 0;
+}

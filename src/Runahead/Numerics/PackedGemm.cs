@@ -1,0 +1,213 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Runahead.Numerics;
+
+/// <summary>Element type of a packed weight (what the panels hold, not what the file stored).</summary>
+internal enum PanelType
+{
+    F32,
+    F16,
+    BF16,
+}
+
+/// <summary>
+/// Y[M, N] = X[M, K] W^T with W pre-packed in panels of <see cref="GemmMicroKernels.NR"/> output features
+/// ([panel][k][NR], zero-padded past N). Blocking follows BLIS: a KC-deep slice of an MC-row block of X is packed
+/// into the calling thread's scratch (L2-resident) and multiplied against each weight micro-panel of an NC-wide
+/// chunk. Work items are (M block x N chunk) tiles, independent, so no barriers between K slices.
+/// For M &lt;= <see cref="SmallM"/> (decode) the weight is streamed once with conversion in registers.
+/// </summary>
+internal sealed unsafe class PackedGemm : IParallelWork
+{
+    public const int SmallM = 4;
+    internal const int KC = 256;
+    internal const int MC = 128;
+    private const int MaxNC = 1024;
+    private const int MR = GemmMicroKernels.MR;
+    private const int NR = GemmMicroKernels.NR;
+
+    [ThreadStatic] private static PackedGemm? t_work;
+    [ThreadStatic] private static Scratch? t_scratch;
+
+    private float* _x;
+    private float* _y;
+    private byte* _panels;
+    private PanelType _type;
+    private int _m, _n, _k, _mBlocks, _nc, _panelsPerItem;
+    private bool _small;
+
+    /// <summary>Runs the product on <paramref name="pool"/>; panels must stay pinned for the duration.</summary>
+    public static void Run(float* x, int m, int k, byte* panels, PanelType type, int n, float* y, ComputePool pool)
+    {
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            new Span<float>(y, checked(m * n)).Clear();
+            return;
+        }
+        var work = t_work ??= new PackedGemm();
+        work._x = x; work._y = y; work._panels = panels; work._type = type;
+        work._m = m; work._n = n; work._k = k;
+        int panelCount = (n + NR - 1) / NR;
+        int items;
+        if (m <= SmallM)
+        {
+            work._small = true;
+            // Several items per thread so a slow (shared) core does not hold up the others.
+            int wanted = Math.Max(1, 8 * pool.Threads);
+            work._panelsPerItem = Math.Max(1, (panelCount + wanted - 1) / wanted);
+            items = (panelCount + work._panelsPerItem - 1) / work._panelsPerItem;
+        }
+        else
+        {
+            work._small = false;
+            work._mBlocks = (m + MC - 1) / MC;
+            int chunksWanted = Math.Max(1, (4 * pool.Threads + work._mBlocks - 1) / work._mBlocks);
+            int ncPanels = Math.Clamp((panelCount + chunksWanted - 1) / chunksWanted, 1, MaxNC / NR);
+            work._nc = ncPanels * NR;
+            items = work._mBlocks * ((panelCount + ncPanels - 1) / ncPanels);
+        }
+        try
+        {
+            pool.For(items, work);
+        }
+        finally
+        {
+            work._x = work._y = null;
+            work._panels = null;
+        }
+    }
+
+    public void Run(int item, int worker)
+    {
+        switch (_type)
+        {
+            case PanelType.F32: RunItem<F32Element>(item); break;
+            case PanelType.F16: RunItem<F16Element>(item); break;
+            case PanelType.BF16: RunItem<Bf16Element>(item); break;
+            default: throw new InvalidOperationException($"unknown panel type {_type}");
+        }
+    }
+
+    private void RunItem<T>(int item) where T : struct, IPanelElement
+    {
+        var s = t_scratch ??= new Scratch();
+        if (_small) RunSmall<T>(item, s);
+        else RunBlocked<T>(item, s);
+    }
+
+    private void RunSmall<T>(int item, Scratch s) where T : struct, IPanelElement
+    {
+        int p0 = item * _panelsPerItem;
+        int p1 = Math.Min(p0 + _panelsPerItem, (_n + NR - 1) / NR);
+        nint panelBytes = (nint)_k * NR * T.Size;
+        for (int p = p0; p < p1; p++)
+        {
+            int nValid = Math.Min(NR, _n - p * NR);
+            byte* panel = _panels + p * panelBytes;
+            if (nValid == NR)
+            {
+                GemmMicroKernels.RowsKernel<T>(_x, _k, _m, panel, _k, _y + p * NR, _n);
+                continue;
+            }
+            GemmMicroKernels.RowsKernel<T>(_x, _k, _m, panel, _k, s.Tile, NR);
+            for (int r = 0; r < _m; r++)
+                new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(_y + (nint)r * _n + p * NR, nValid));
+        }
+    }
+
+    private void RunBlocked<T>(int item, Scratch s) where T : struct, IPanelElement
+    {
+        int mb = item % _mBlocks, chunk = item / _mBlocks;
+        int m0 = mb * MC, mc = Math.Min(MC, _m - m0);
+        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        bool v512 = GemmMicroKernels.UseVector512;
+        nint panelBytes = (nint)_k * NR * T.Size;
+        for (int k0 = 0; k0 < _k; k0 += KC)
+        {
+            int kc = Math.Min(KC, _k - k0);
+            bool accumulate = k0 > 0;
+            PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, s.A);
+            for (int nb = n0; nb < nEnd; nb += NR)
+            {
+                byte* stored = _panels + (nb / NR) * panelBytes + (nint)k0 * NR * T.Size;
+                float* b;
+                if (typeof(T) == typeof(F32Element))
+                {
+                    b = (float*)stored;
+                }
+                else
+                {
+                    GemmMicroKernels.WidenPanel<T>(stored, kc, s.B);
+                    b = s.B;
+                }
+                int nValid = Math.Min(NR, _n - nb);
+                for (int r0 = 0; r0 < mc; r0 += MR)
+                {
+                    int rows = Math.Min(MR, mc - r0);
+                    float* a = s.A + (nint)r0 * kc;
+                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    if (rows == MR && nValid == NR)
+                    {
+                        if (v512) GemmMicroKernels.Kernel8x32(a, b, kc, c, _n, accumulate);
+                        else GemmMicroKernels.Kernel8x32V256(a, b, kc, c, _n, accumulate);
+                        continue;
+                    }
+                    // Edge tile: compute the full 8x32 into scratch and copy the valid part.
+                    if (accumulate)
+                        for (int r = 0; r < rows; r++)
+                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                    if (v512) GemmMicroKernels.Kernel8x32(a, b, kc, s.Tile, NR, accumulate);
+                    else GemmMicroKernels.Kernel8x32V256(a, b, kc, s.Tile, NR, accumulate);
+                    for (int r = 0; r < rows; r++)
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                }
+            }
+        }
+    }
+
+    /// <summary>Packs rows [0, mc) x columns [0, kc) of x (row stride ldx) into MR-row micro-panels, zero-padding rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackActivations(float* x, nint ldx, int mc, int kc, float* dst)
+    {
+        for (int r0 = 0; r0 < mc; r0 += MR)
+        {
+            int rows = Math.Min(MR, mc - r0);
+            float* panel = dst + (nint)r0 * kc;
+            if (rows == MR)
+            {
+                float* s0 = x + r0 * ldx, s1 = s0 + ldx, s2 = s1 + ldx, s3 = s2 + ldx;
+                float* s4 = s3 + ldx, s5 = s4 + ldx, s6 = s5 + ldx, s7 = s6 + ldx;
+                for (int k = 0; k < kc; k++, panel += MR)
+                {
+                    panel[0] = s0[k]; panel[1] = s1[k]; panel[2] = s2[k]; panel[3] = s3[k];
+                    panel[4] = s4[k]; panel[5] = s5[k]; panel[6] = s6[k]; panel[7] = s7[k];
+                }
+                continue;
+            }
+            for (int k = 0; k < kc; k++, panel += MR)
+            {
+                for (int r = 0; r < MR; r++) panel[r] = r < rows ? x[(r0 + r) * ldx + k] : 0f;
+            }
+        }
+    }
+
+    /// <summary>Per-thread buffers on the pinned heap; pool threads are persistent, so these are allocated once.</summary>
+    private sealed class Scratch
+    {
+        private readonly float[] _a = GC.AllocateUninitializedArray<float>(MC * KC + 16, pinned: true);
+        private readonly float[] _b = GC.AllocateUninitializedArray<float>(KC * NR + 16, pinned: true);
+        private readonly float[] _tile = GC.AllocateUninitializedArray<float>(MR * NR + 16, pinned: true);
+
+        public float* A => Aligned(_a);
+        public float* B => Aligned(_b);
+        public float* Tile => Aligned(_tile);
+
+        private static float* Aligned(float[] array)
+        {
+            var p = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
+            return (float*)(((nint)p + 63) & ~(nint)63);
+        }
+    }
+}

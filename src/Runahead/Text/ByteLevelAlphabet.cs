@@ -1,0 +1,51 @@
+namespace Runahead.Text;
+
+/// <summary>
+/// GPT-2's reversible map between bytes and printable code points used by byte-level BPE vocabularies (space is "Ġ",
+/// newline "Ċ"): printable Latin-1 bytes map to themselves, the other 68 bytes to U+0100 onwards in byte order.
+/// </summary>
+internal static class ByteLevelAlphabet
+{
+    private static readonly char[] ByteToChar = BuildByteToChar();
+    private static readonly short[] CharToByte = BuildCharToByte();
+
+    private static char[] BuildByteToChar()
+    {
+        var map = new char[256];
+        var assigned = new bool[256];
+        for (int b = 0x21; b <= 0x7E; b++) { map[b] = (char)b; assigned[b] = true; }
+        for (int b = 0xA1; b <= 0xAC; b++) { map[b] = (char)b; assigned[b] = true; }
+        for (int b = 0xAE; b <= 0xFF; b++) { map[b] = (char)b; assigned[b] = true; }
+        int next = 0;
+        for (int b = 0; b < 256; b++)
+        {
+            if (!assigned[b]) map[b] = (char)(256 + next++);
+        }
+        return map;
+    }
+
+    private static short[] BuildCharToByte()
+    {
+        var inverse = new short[512];
+        Array.Fill(inverse, (short)-1);
+        for (int b = 0; b < 256; b++) inverse[ByteToChar[b]] = (short)b;
+        return inverse;
+    }
+
+    public static char Encode(byte b) => ByteToChar[b];
+
+    /// <summary>The byte a character stands for, or -1 when it is not part of the alphabet.</summary>
+    public static int Decode(char c) => c < CharToByte.Length ? CharToByte[c] : -1;
+
+    /// <summary>UTF-8 bytes of <paramref name="text"/>, each written as its alphabet character.</summary>
+    public static string EncodeUtf8(ReadOnlySpan<char> text)
+    {
+        int byteCount = System.Text.Encoding.UTF8.GetByteCount(text);
+        Span<byte> bytes = byteCount <= 512 ? stackalloc byte[byteCount] : new byte[byteCount];
+        System.Text.Encoding.UTF8.GetBytes(text, bytes);
+        return string.Create(byteCount, bytes.ToArray(), static (dst, src) =>
+        {
+            for (int i = 0; i < src.Length; i++) dst[i] = ByteToChar[src[i]];
+        });
+    }
+}

@@ -1,0 +1,114 @@
+using Runahead.Formats;
+using Runahead.Numerics;
+
+namespace Runahead.Tests.Numerics;
+
+public class GemmTests
+{
+    public static TheoryData<int, int, int, TensorType, int> Cases()
+    {
+        var data = new TheoryData<int, int, int, TensorType, int>();
+        (int m, int n, int k)[] shapes =
+        [
+            (1, 1, 32), (1, 33, 64), (2, 65, 96), (3, 31, 32), (4, 129, 160), (5, 7, 32),
+            (7, 33, 288), (9, 100, 320), (17, 1, 64), (31, 64, 32), (33, 95, 544), (65, 129, 96), (150, 70, 608),
+        ];
+        foreach (var type in new[] { TensorType.F32, TensorType.F16, TensorType.BF16, TensorType.Q8_0 })
+            foreach (var (m, n, k) in shapes)
+                foreach (int threads in new[] { 1, 2 })
+                    data.Add(m, n, k, type, threads);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void PackedMatchesReference(int m, int n, int k, TensorType type, int threads)
+    {
+        using var pool = new ComputePool(threads);
+        Check(m, n, k, type, pool, seed: m * 31 + n * 7 + k);
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(1, 7, 31)]
+    [InlineData(6, 33, 7)]
+    [InlineData(9, 65, 257)]
+    [InlineData(129, 31, 33)]
+    public void OddInnerSizesWork(int m, int n, int k)
+    {
+        using var pool = new ComputePool(2);
+        foreach (var type in new[] { TensorType.F32, TensorType.F16, TensorType.BF16 }) Check(m, n, k, type, pool, seed: k);
+    }
+
+    [Fact]
+    public void Vector256FallbackMatchesReference()
+    {
+        bool saved = GemmMicroKernels.UseVector512;
+        GemmMicroKernels.UseVector512 = false;
+        try
+        {
+            using var pool = new ComputePool(2);
+            foreach (var type in new[] { TensorType.F32, TensorType.BF16, TensorType.F16 })
+            {
+                Check(3, 65, 33, type, pool, seed: 1);
+                Check(37, 70, 300, type, pool, seed: 2);
+            }
+        }
+        finally
+        {
+            GemmMicroKernels.UseVector512 = saved;
+        }
+    }
+
+    [Fact]
+    public void ZeroTokensAndZeroInnerDimension()
+    {
+        var w = LinearWeight.FromFloat32(new float[0], 5, 0);
+        var y = Enumerable.Repeat(7f, 10).ToArray();
+        w.Forward(ReadOnlySpan<float>.Empty, 2, y, ComputePool.Single);
+        Assert.All(y, v => Assert.Equal(0f, v));
+        LinearWeight.FromFloat32(new float[15], 5, 3).Forward(ReadOnlySpan<float>.Empty, 0, Span<float>.Empty, ComputePool.Single);
+    }
+
+    [Fact]
+    public void MemoryBytesCountsPackedPanels()
+    {
+        var f32 = LinearWeight.FromStored(TestData.Stored(TensorType.F32, 33, 64, 1), TensorType.F32, 33, 64);
+        var bf16 = LinearWeight.FromStored(TestData.Stored(TensorType.BF16, 33, 64, 1), TensorType.BF16, 33, 64);
+        Assert.Equal(64L * 64 * 4, f32.MemoryBytes);
+        Assert.Equal(64L * 64 * 2, bf16.MemoryBytes);
+        Assert.Equal(TensorType.BF16, bf16.StoredType);
+    }
+
+    [Fact]
+    public void ShortBuffersAreRejected()
+    {
+        Assert.Throws<ArgumentException>(() => LinearWeight.FromStored(new byte[10], TensorType.F32, 2, 2));
+        Assert.Throws<ArgumentException>(() => LinearWeight.FromStored(new byte[34], TensorType.Q8_0, 1, 16));
+        var w = LinearWeight.FromFloat32(new float[4], 2, 2);
+        Assert.Throws<ArgumentException>(() => w.Forward(new float[3], 2, new float[4], ComputePool.Single));
+        Assert.Throws<ArgumentException>(() => w.Forward(new float[4], 2, new float[3], ComputePool.Single));
+    }
+
+    private static void Check(int m, int n, int k, TensorType type, ComputePool pool, int seed)
+    {
+        var stored = TestData.Stored(type, n, k, seed);
+        var dense = new float[n * k];
+        DType.ToFloat32(stored, type, dense);
+        var x = TestData.Floats(m * k, seed + 1);
+        var expected = new float[m * n];
+        GemmReference.Forward(x, dense, expected, m, n, k);
+        var scale = new float[m * n];
+        for (int t = 0; t < m; t++)
+            for (int o = 0; o < n; o++)
+            {
+                double s = 0;
+                for (int i = 0; i < k; i++) s += Math.Abs(x[t * k + i] * dense[o * k + i]);
+                scale[t * n + o] = (float)s;
+            }
+        var weight = LinearWeight.FromStored(stored, type, n, k);
+        var actual = new float[m * n];
+        weight.Forward(x, m, actual, pool);
+        TestData.AssertClose(expected, actual, scale, 1e-5f);
+    }
+}

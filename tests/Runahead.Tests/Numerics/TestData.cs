@@ -1,0 +1,66 @@
+using System.Runtime.InteropServices;
+using Runahead.Formats;
+using Runahead.Numerics;
+
+namespace Runahead.Tests.Numerics;
+
+/// <summary>Deterministic random inputs and magnitude-relative comparison for kernel tests.</summary>
+internal static class TestData
+{
+    public static float[] Floats(int count, int seed, float scale = 1f)
+    {
+        var r = new Random(seed);
+        var a = new float[count];
+        for (int i = 0; i < a.Length; i++) a[i] = (float)(r.NextDouble() * 2 - 1) * scale;
+        return a;
+    }
+
+    /// <summary>Random stored bytes of <paramref name="type"/> for a [rows, cols] tensor.</summary>
+    public static byte[] Stored(TensorType type, int rows, int cols, int seed)
+    {
+        var values = Floats(rows * cols, seed);
+        switch (type)
+        {
+            case TensorType.F32:
+                return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+            case TensorType.F16:
+            {
+                var h = new Half[values.Length];
+                for (int i = 0; i < h.Length; i++) h[i] = (Half)values[i];
+                return MemoryMarshal.AsBytes(h.AsSpan()).ToArray();
+            }
+            case TensorType.BF16:
+            {
+                var b = new ushort[values.Length];
+                for (int i = 0; i < b.Length; i++) b[i] = DType.FloatToBf16(values[i]);
+                return MemoryMarshal.AsBytes(b.AsSpan()).ToArray();
+            }
+            case TensorType.Q8_0:
+            {
+                var r = new Random(seed);
+                int blocks = values.Length / 32;
+                var bytes = new byte[blocks * 34];
+                for (int bi = 0; bi < blocks; bi++)
+                {
+                    MemoryMarshal.Write(bytes.AsSpan(bi * 34), (Half)(0.001f + (float)r.NextDouble() * 0.02f));
+                    for (int j = 0; j < 32; j++) bytes[bi * 34 + 2 + j] = (byte)(sbyte)r.Next(-127, 128);
+                }
+                return bytes;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type));
+        }
+    }
+
+    /// <summary>Asserts |actual - expected| &lt;= rel * scale[i] + abs elementwise, naming the first bad index.</summary>
+    public static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, ReadOnlySpan<float> scale, float rel, float abs = 1e-6f)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            float tol = rel * (scale.IsEmpty ? Math.Abs(expected[i]) : scale[i]) + abs;
+            if (!(Math.Abs(expected[i] - actual[i]) <= tol))
+                Assert.Fail($"index {i}: expected {expected[i]}, got {actual[i]} (tolerance {tol})");
+        }
+    }
+}
