@@ -66,6 +66,12 @@ public sealed class PreTokenizer
         if (pattern == Gpt2Pattern) return Create(PreTokenizerKind.Gpt2);
         if (pattern == Llama3Pattern) return Create(PreTokenizerKind.Llama3);
         if (pattern == Qwen2Pattern) return Create(PreTokenizerKind.Qwen2);
+        return FromRegex(pattern);
+    }
+
+    /// <summary>A pre-tokenizer that always runs <paramref name="pattern"/> on .NET's regex engine.</summary>
+    public static PreTokenizer FromRegex(string pattern)
+    {
         Regex regex;
         try
         {
