@@ -12,7 +12,7 @@ public static class SimulateCommand
     {
         var cmd = new Command("simulate", "Simulate prefill strategies on a calibrated cost model");
         var calibration = new Option<string>("--calibration") { Description = "Calibration JSON (h200-layer-costs.json or `runahead calibrate` output)", Required = true };
-        var shape = new Option<string>("--model-shape") { Description = "llama2-7b, falcon-7b, tinyllama-1.1b, smollm-135m, tiny", Required = true };
+        var shape = new Option<string>("--model-shape") { Description = "llama2-7b, falcon-7b, tinyllama-1.1b, smollm-135m, tiny, or a model file (its shape)", Required = true };
         var calModel = new Option<string?>("--calibration-model") { Description = "Model name of the calibration rows (default: the shape name)" };
         var tokens = new Option<string>("--tokens") { Description = "Context lengths, e.g. 1k,4k,16k", DefaultValueFactory = _ => "4k" };
         var ranks = new Option<string>("--ranks") { Description = "Rank counts, e.g. 2,4,8", DefaultValueFactory = _ => "4" };
@@ -40,8 +40,7 @@ public static class SimulateCommand
             try
             {
                 var cal = Calibration.Load(parse.GetValue(calibration)!);
-                string shapeName = parse.GetValue(shape)!;
-                var modelShape = ShapeCatalog.Get(shapeName);
+                var (shapeName, modelShape) = ResolveShape(parse.GetValue(shape)!);
                 var source = ParseCostSource(parse.GetValue(costSource)!);
                 var cost = cal.CostModel(modelShape, parse.GetValue(calModel) ?? shapeName, source);
                 var tokenList = ParseList(parse.GetValue(tokens)!, "--tokens", s => Units.ParseTokens(s, "--tokens"));
@@ -126,6 +125,14 @@ public static class SimulateCommand
                 return new PredictedPartitionPlanner(t, bandwidth);
             default: return new ExplicitPartitionPlanner(Partition.ParseWeights(spec, "--partition"));
         }
+    }
+
+    /// <summary>A named shape, or the configuration of a model file or folder (e.g. the one `calibrate` measured).</summary>
+    internal static (string Name, Runahead.Models.ModelConfig Shape) ResolveShape(string nameOrPath)
+    {
+        if (!File.Exists(nameOrPath) && !Directory.Exists(nameOrPath)) return (nameOrPath, ShapeCatalog.Get(nameOrPath));
+        using var source = Runahead.Formats.WeightSources.Open(nameOrPath);
+        return (Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(nameOrPath)), source.Config);
     }
 
     internal static CostSource ParseCostSource(string s) => s.Trim().ToLowerInvariant() switch

@@ -1,0 +1,68 @@
+using Runahead.Cli;
+using Runahead.Models;
+using Runahead.Planning;
+
+namespace Runahead.Tests.Planning;
+
+public class HostCalibratorTests
+{
+    [SkippableFact]
+    public void MeasuresARealLayerWithTheQkvSplit()
+    {
+        using var model = Model.Load(Fixtures.Path("gguf/stories260K.gguf"), new ModelLoadOptions { Threads = 1, MaxChunkTokens = 16, ContextLength = 80 });
+        var rows = HostCalibrator.MeasureLayer(model, "stories", new HostCalibrationOptions { ChunkTokens = [8, 16], PrefixTokens = [0, 64], Repeats = 1 });
+        Assert.Equal(4, rows.Count);
+        Assert.All(rows, r =>
+        {
+            Assert.True(r.QkvMs > 0 && r.CausalMs > r.QkvMs && r.DenseMs > r.QkvMs, r.ToString());
+            Assert.Equal("stories", r.Model);
+        });
+    }
+
+    [Fact]
+    public void MeasuresTheSharedMemoryTransport()
+    {
+        var (bandwidth, latency) = HostCalibrator.MeasureTransport(CancellationToken.None);
+        Assert.True(bandwidth > 1e6, $"{bandwidth} B/s");
+        Assert.InRange(latency, 1e-9, 0.1);
+    }
+
+    [SkippableFact]
+    public void CalibrateCommandWritesAFileSimulateReads()
+    {
+        var model = Fixtures.Path("gguf/stories260K.gguf");
+        var dir = Directory.CreateTempSubdirectory("runahead-cal-");
+        try
+        {
+            var outPath = Path.Combine(dir.FullName, "host.json");
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            int code = Program.Run(["calibrate", "--model", model, "--threads", "1", "--tokens", "8,16", "--prefix", "0,32", "--repeats", "1", "--out", outPath], stdout, stderr);
+            Assert.True(code == 0, stderr.ToString());
+            var cal = Calibration.Load(outPath);
+            Assert.True(cal.IsRunaheadFormat);
+            Assert.Equal(4, cal.KvBytesPerElement);
+            Assert.True(cal.TransportBytesPerSecond > 0);
+            Assert.True(cal.HeadMs["stories260K"] > 0);
+
+            stdout = new StringWriter();
+            code = Program.Run(["simulate", "--calibration", outPath, "--model-shape", model, "--tokens", "32", "--ranks", "2",
+                "--strategy", "single,kvr", "--link-bandwidth", "5GB/s"], stdout, stderr);
+            Assert.True(code == 0, stderr.ToString());
+            Assert.Contains("t_qkv measured; t_head measured", stdout.ToString());
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
+    [Fact]
+    public void CalibrateRejectsAMissingModelInOneLine()
+    {
+        var stderr = new StringWriter();
+        int code = Program.Run(["calibrate", "--model", "/nonexistent/model.gguf"], new StringWriter(), stderr);
+        Assert.Equal(1, code);
+        Assert.Single(stderr.ToString().TrimEnd().Split('\n'));
+    }
+}
