@@ -64,7 +64,7 @@ public sealed class ReproductionResult
     public required ReproductionOptions Options { get; init; }
 
     /// <summary>Chrome trace of KVR-S for the first model at the largest context and rank count (for the figures).</summary>
-    public required IReadOnlyList<TimelineSpan> ExampleTimeline { get; init; }
+    public required IReadOnlyList<SimSpan> ExampleTimeline { get; init; }
     public required string ExampleTitle { get; init; }
     public TimeSpan Elapsed { get; init; }
 }
@@ -85,7 +85,7 @@ public static class ReproductionStudy
         var descriptions = new Dictionary<string, string>();
         var fits = new Dictionary<string, CostFit>();
         var searchOptions = new PartitionSearchOptions { CancellationToken = cancellationToken };
-        IReadOnlyList<TimelineSpan> example = [];
+        IReadOnlyList<SimSpan> example = [];
         string exampleTitle = "";
         foreach (var model in options.Models)
         {
@@ -106,7 +106,7 @@ public static class ReproductionStudy
                 {
                     foreach (int c in options.Tokens)
                     {
-                        var even = Partition.Even(c, p);
+                        var even = Partitions.Even(c, p);
                         var searchClock = Stopwatch.StartNew();
                         var searched = PartitionSearch.Search(new SimulatedTtft(sim), c, p, searchOptions);
                         searchClock.Stop();
@@ -147,7 +147,7 @@ public static class ReproductionStudy
 
                 foreach (int p in options.NoiseRanks.Where(p => p <= options.NoiseTokens))
                 {
-                    var even = Partition.Even(options.NoiseTokens, p);
+                    var even = Partitions.Even(options.NoiseTokens, p);
                     // Partitions are chosen on clean links: a planner cannot know when sidecar traffic will come.
                     var searched = PartitionSearch.Search(new SimulatedTtft(sim), options.NoiseTokens, p, searchOptions).Chunks;
                     var noisyLinks = NoisyLinks(p);
@@ -211,7 +211,7 @@ public static class ReproductionStudy
         {
             double paper = 0.5 * (1.0 / p + 1.0 / ((double)p * p));
             double searched = PartitionSearch.Search(new SimulatedTtft(sim), c, p, searchOptions).Cost;
-            var even = Partition.Even(c, p);
+            var even = Partitions.Even(c, p);
             result.Add(new BoundPoint(p, paper, searched / denseSingle, sim.Ttft(PrefillStrategy.Kvr, even) / denseSingle,
                 sim.Ttft(PrefillStrategy.TspCausal, even) / denseSingle));
         }

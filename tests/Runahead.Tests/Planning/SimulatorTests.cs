@@ -34,7 +34,7 @@ public class SimulatorTests
             var sim = new Simulator(cost, LinkTopology.Uniform(double.PositiveInfinity, 0));
             foreach (int p in Ranks)
             {
-                var even = Partition.Even(tokens, p);
+                var even = Partitions.Even(tokens, p);
                 double kvr = sim.Ttft(PrefillStrategy.Kvr, even);
                 Assert.True(kvr <= sim.Ttft(PrefillStrategy.Tsp, even) * (1 + 1e-12), $"P={p}");
                 Assert.True(kvr <= sim.Ttft(PrefillStrategy.TspCausal, even) * (1 + 1e-12), $"P={p}");
@@ -51,7 +51,7 @@ public class SimulatorTests
         {
             foreach (int p in Ranks)
             {
-                int[] chunks = p == 3 ? [3000, 2000, 1000] : Partition.Even(6000, p);
+                int[] chunks = p == 3 ? [3000, 2000, 1000] : Partitions.Even(6000, p);
                 double previous = double.PositiveInfinity;
                 foreach (double bw in bandwidths)
                 {
@@ -68,7 +68,7 @@ public class SimulatorTests
     {
         var cost = PlanningData.Mixed();
         var clean = LinkTopology.Uniform(2e9, 5e-6);
-        var chunks = Partition.Even(8192, 4);
+        var chunks = Partitions.Even(8192, 4);
         foreach (var strategy in new[] { PrefillStrategy.Kvr, PrefillStrategy.Tsp })
         {
             double baseline = new Simulator(cost, clean).Ttft(strategy, chunks);
@@ -88,10 +88,10 @@ public class SimulatorTests
     public void NoisyRunsRepeatExactlyForOneSeed()
     {
         var topo = LinkTopology.Uniform(1e9, 0).WithBackground(new BackgroundTraffic(0.5, 1e-3, 1e-3, 42), [(0, 1), (1, 2)]);
-        var chunks = Partition.Even(4096, 3);
+        var chunks = Partitions.Even(4096, 3);
         double a = new Simulator(PlanningData.Mixed(), topo).Ttft(PrefillStrategy.Kvr, chunks);
         var sim = new Simulator(PlanningData.Mixed(), topo);
-        sim.Ttft(PrefillStrategy.Kvr, Partition.Even(2048, 3));
+        sim.Ttft(PrefillStrategy.Kvr, Partitions.Even(2048, 3));
         Assert.Equal(a, sim.Ttft(PrefillStrategy.Kvr, chunks), 12);
     }
 
@@ -103,7 +103,7 @@ public class SimulatorTests
         Assert.True(frontLoaded < sim.Ttft(PrefillStrategy.Kvr, [3, 3, 3]));
         Assert.True(frontLoaded < sim.Ttft(PrefillStrategy.Kvr, [2, 3, 4]));
         var best = PartitionSearch.Search(new SimulatedTtft(sim), 9, 3);
-        Assert.True(best.Chunks[0] > best.Chunks[2], Partition.Format(best.Chunks));
+        Assert.True(best.Chunks[0] > best.Chunks[2], Partitions.Format(best.Chunks));
     }
 
     [Fact]
@@ -116,8 +116,8 @@ public class SimulatorTests
         // Rank 1: c=2, p=2 -> rest 2*(2+1)=6 us: K1(0)=2, F=8; K1(1)=max(8, 4)=8, F=14.
         var r = sim.Run(PrefillStrategy.Kvr, [2, 2]);
         Assert.Equal(14e-6, r.TtftSeconds, 12);
-        Assert.Equal(2e-6, r.Total(1, SpanKind.Wait), 12);
-        Assert.Equal(4e-6, r.Total(0, SpanKind.Send), 12);
+        Assert.Equal(2e-6, r.Total(1, SimSpanKind.Wait), 12);
+        Assert.Equal(4e-6, r.Total(0, SimSpanKind.Send), 12);
     }
 
     [Fact]
@@ -135,7 +135,7 @@ public class SimulatorTests
     {
         var sim = new Simulator(PlanningData.Mixed(), LinkTopology.Uniform(1e10, 5e-6));
         var r = sim.Run(PrefillStrategy.Kvr, [3000, 2000, 1000]);
-        for (int rank = 0; rank < 3; rank++) Assert.True(r.Total(rank, SpanKind.Rest) > 0);
+        for (int rank = 0; rank < 3; rank++) Assert.True(r.Total(rank, SimSpanKind.Rest) > 0);
         Assert.All(r.Timeline, s => Assert.True(s.End >= s.Start && s.End <= r.TtftSeconds + 1e-12));
         using var ms = new MemoryStream();
         ChromeTraceWriter.Write(ms, r.Timeline, "kvr");
