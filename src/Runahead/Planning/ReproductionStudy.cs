@@ -67,6 +67,12 @@ public sealed class ReproductionResult
     public required IReadOnlyList<SimSpan> ExampleTimeline { get; init; }
     public required string ExampleTitle { get; init; }
     public TimeSpan Elapsed { get; init; }
+
+    /// <summary>Real runs on this host beside the simulator (empty when not run).</summary>
+    public IReadOnlyList<HostRun> HostRuns { get; set; } = [];
+
+    /// <summary>What the host runs used: model, calibration, threads (for the document).</summary>
+    public string HostSetup { get; set; } = "";
 }
 
 /// <summary>

@@ -66,3 +66,29 @@ public class HostCalibratorTests
         Assert.Single(stderr.ToString().TrimEnd().Split('\n'));
     }
 }
+
+public class HostValidationTests
+{
+    [SkippableFact]
+    public void ReproduceRunsRealPrefillsBesideTheSimulator()
+    {
+        var model = Fixtures.Path("gguf/stories260K.gguf");
+        var dir = Directory.CreateTempSubdirectory("runahead-host-");
+        try
+        {
+            var doc = Path.Combine(dir.FullName, "REPRODUCTION.md");
+            var stderr = new StringWriter();
+            int code = Program.Run(["reproduce", "--calibration", PlanningData.H200Path(), "--out", doc, "--scale", "tiny",
+                "--host-model", model, "--host-tokens", "32", "--host-ranks", "2", "--host-repeats", "1"], new StringWriter(), stderr);
+            Assert.True(code == 0, stderr.ToString());
+            var text = File.ReadAllText(doc);
+            Assert.DoesNotContain("**Not done yet**", text);
+            Assert.Contains("| Kvr | searched | 2 | 32 |", text);
+            Assert.Contains("| Tsp | even | 2 | 32 | 16/16 |", text);
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+}
