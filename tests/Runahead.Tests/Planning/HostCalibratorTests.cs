@@ -92,3 +92,18 @@ public class HostValidationTests
         }
     }
 }
+
+public class InProcessCandidateMeasurerTests
+{
+    [SkippableFact]
+    public void KvrSearchRemeasuresItsBestCandidatesOnRealRanks()
+    {
+        var model = Fixtures.Path("gguf/stories260K.gguf");
+        using var measurer = new InProcessCandidateMeasurer(model, threadsPerRank: 1, repeats: 1);
+        var sim = new Simulator(PlanningData.Mixed(), LinkTopology.Uniform(1e10, 5e-6));
+        var r = PartitionSearch.Search(new SimulatedTtft(sim), 48, 3, new PartitionSearchOptions { Measurer = measurer, Remeasure = 2, Refine = 4 });
+        Assert.NotEmpty(measurer.Measurements);
+        Assert.True(r.MeasuredSeconds > 0);
+        Assert.Contains(measurer.Measurements, m => m.Chunks.SequenceEqual(r.Chunks) && m.Seconds == r.MeasuredSeconds);
+    }
+}
