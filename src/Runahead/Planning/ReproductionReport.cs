@@ -145,6 +145,12 @@ public static class ReproductionReport
         }
         L();
 
+        if (r.Points.Any(p => p.KvrPredicted < p.KvrSearched))
+        {
+            L("A negative gap means the interpolated partition beat the search's: KVR-S is a heuristic (coarse grid, Nelder-Mead,");
+            L("coordinate descent) and can stop short of the optimum on the measured grid's bumpy landscape.");
+            L();
+        }
         L("## Where our results differ from the paper, and why");
         L();
         foreach (var line in Differences(r)) L("- " + line);

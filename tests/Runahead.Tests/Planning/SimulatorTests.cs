@@ -150,3 +150,60 @@ public class SimulatorTests
         Assert.Throws<RunaheadException>(() => sim.Ttft(PrefillStrategy.Kvr, [10, 0, 5]));
     }
 }
+
+public class LinkModelTests
+{
+    [Fact]
+    public void ASixtyFourMebibyteMessageOnAOneGigabytePerSecondLinkTakesSixtyFourMilliseconds()
+    {
+        // Compute-free, one layer, two ranks: TTFT is rank 0's one send of its chunk's K,V.
+        var cost = LayerCostModel.FromFits("comm", new CostFit(0, 0, 0), new CostFit(0, 0, 0), 0, 0, 1 << 20, 1);
+        var sim = new Simulator(cost, LinkTopology.Uniform(1e9, 0));
+        double t = sim.Ttft(PrefillStrategy.Kvr, [64, 1]);
+        Assert.Equal(64.0 * (1 << 20) / 1e9, t, 12);
+    }
+
+    [Fact]
+    public void BackgroundTrafficStretchesATransferWithinItsBounds()
+    {
+        var cost = LayerCostModel.FromFits("comm", new CostFit(0, 0, 0), new CostFit(0, 0, 0), 0, 0, 1 << 20, 1);
+        double clean = 64.0 * (1 << 20) / 1e9;
+        foreach (int seed in new[] { 1, 2, 3 })
+        {
+            var noisy = LinkTopology.Uniform(1e9, 0).WithBackground(new BackgroundTraffic(0.5, 5e-3, 5e-3, seed), [(0, 1)]);
+            double t = new Simulator(cost, noisy).Ttft(PrefillStrategy.Kvr, [64, 1]);
+            Assert.InRange(t, clean, clean / 0.5);
+        }
+    }
+
+    [Fact]
+    public void APerLinkMatrixSlowsOnlyTheRanksBehindTheSlowLink()
+    {
+        var cost = PlanningData.Mixed();
+        double fast = 3e11;
+        var matrix = new double[4, 4];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                matrix[i, j] = fast;
+        var uniform = new Simulator(cost, LinkTopology.Uniform(fast, 5e-6));
+        var chunks = Partitions.Even(8192, 4);
+        var sameAsUniform = new Simulator(cost, LinkTopology.FromMatrix(matrix, 5e-6));
+        Assert.Equal(uniform.Ttft(PrefillStrategy.Kvr, chunks), sameAsUniform.Ttft(PrefillStrategy.Kvr, chunks), 12);
+        matrix[2, 3] = 1e8;
+        var slow = new Simulator(cost, LinkTopology.FromMatrix(matrix, 5e-6)).Run(PrefillStrategy.Kvr, chunks);
+        var clean = uniform.Run(PrefillStrategy.Kvr, chunks);
+        Assert.True(slow.TtftSeconds > clean.TtftSeconds);
+        Assert.Equal(clean.Total(2, SimSpanKind.Wait), slow.Total(2, SimSpanKind.Wait), 12);
+        Assert.True(slow.Total(3, SimSpanKind.Wait) > clean.Total(3, SimSpanKind.Wait));
+        Assert.Throws<RunaheadException>(() => new Simulator(cost, LinkTopology.FromMatrix(matrix, 0)).Ttft(PrefillStrategy.Kvr, Partitions.Even(100, 5)));
+    }
+
+    [Fact]
+    public void RejectsImpossibleLinks()
+    {
+        Assert.Throws<RunaheadException>(() => LinkTopology.Uniform(0, 0));
+        Assert.Throws<RunaheadException>(() => LinkTopology.Uniform(1e9, -1));
+        Assert.Throws<RunaheadException>(() => LinkTopology.FromMatrix(new double[2, 3], 0));
+        Assert.Throws<RunaheadException>(() => LinkTopology.Uniform(1e9, 0).WithBackground(new BackgroundTraffic(1.0, 1e-3, 1e-3, 1), [(0, 1)]));
+    }
+}
