@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using Runahead.Planning;
 
 namespace Runahead.Cli.Commands;
@@ -155,8 +154,6 @@ public static class ReproduceCommand
     };
 
     internal static string F(double v, string format = "0.00") => v.ToString(format, CultureInfo.InvariantCulture);
-    internal static string Ms(double seconds) => F(seconds * 1e3, "0.0");
-    internal static string Pct(double fraction) => F(fraction * 100, "0.0") + " %";
     internal static string Bw(double b) => Units.FormatBandwidth(b).Replace("GB/s", " GB/s", StringComparison.Ordinal);
     internal static string Slug(string model, double bw) => $"{model}-{F(bw / 1e9, "0.###")}GBps";
 }
