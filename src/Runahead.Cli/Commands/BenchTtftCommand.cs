@@ -168,8 +168,8 @@ public static class BenchTtftCommand
                 r.Baseline = $"{baseline.Strategy.Name()} P={baseline.Ranks}";
             }
         }
-        rows.Sort((a, b) => a.Tokens != b.Tokens ? a.Tokens.CompareTo(b.Tokens) : 0);
-        return rows;
+        // Stable: within one length, rows stay in measurement order (ranks, then strategies as listed).
+        return rows.OrderBy(r => r.Tokens).ToList();
     }
 
     private static int[] Prompt(int tokens, int vocab, int seed)
