@@ -56,7 +56,7 @@ public static class BenchPrefillCommand
         if (repeats < 1) throw new RunaheadException($"--repeats must be >= 1, got {repeats}");
         if (chunk < 0) throw new RunaheadException($"--chunk must be >= 0, got {chunk}");
         if (ctxSize is < 1) throw new RunaheadException($"--ctx-size must be >= 1, got {ctxSize}");
-        if (modelPath == null) throw new RunaheadException("--model is required");
+        modelPath ??= Generation.DefaultModel.EnsureAvailable(stderr, ct);
 
         using var model = Model.Load(modelPath, new ModelLoadOptions { Threads = threads, ContextLength = ctxSize });
         if (tokens > model.Config.ContextLength)

@@ -84,7 +84,7 @@ public static class GenerateCommand
         string? text = r.PromptFile != null ? ReadPromptFile(r.PromptFile) : r.Prompt;
         if (ids == null && text == null) text = DefaultPrompt;
 
-        string modelPath = r.Model ?? throw new RunaheadException("--model is required");
+        string modelPath = r.Model ?? DefaultModel.EnsureAvailable(stderr, ct);
         using var session = LlmSession.Load(modelPath, new LlmSessionOptions
         {
             TokenizerPath = r.Tokenizer,

@@ -1,13 +1,205 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using Runahead.Planning;
 
 namespace Runahead.Cli.Commands;
 
-/// <summary>`runahead reproduce`.</summary>
+/// <summary>
+/// `runahead reproduce`: runs the paper's study on the simulator with a calibration (default: the H200 file beside the
+/// repository) and regenerates docs/REPRODUCTION.md with its tables and PNG figures.
+/// </summary>
 public static class ReproduceCommand
 {
     public static Command Build()
     {
         var cmd = new Command("reproduce", "Regenerate docs/REPRODUCTION.md");
+        var calibration = new Option<string?>("--calibration") { Description = $"Calibration JSON (default: {CalibrationLocator.H200RelativePath} above the current folder)" };
+        var output = new Option<string>("--out") { Description = "Markdown file to write (figures go to figures/ beside it)", DefaultValueFactory = _ => "docs/REPRODUCTION.md" };
+        var scale = new Option<string>("--scale") { Description = "full (the study) or tiny (a smoke run)", DefaultValueFactory = _ => "full" };
+        cmd.Options.Add(calibration);
+        cmd.Options.Add(output);
+        cmd.Options.Add(scale);
+        cmd.SetAction(parse =>
+        {
+            var stdout = parse.InvocationConfiguration.Output;
+            var stderr = parse.InvocationConfiguration.Error;
+            try
+            {
+                string calPath = parse.GetValue(calibration)
+                    ?? CalibrationLocator.FindH200(Directory.GetCurrentDirectory())
+                    ?? throw new RunaheadException($"--calibration not given and no {CalibrationLocator.H200RelativePath} above {Directory.GetCurrentDirectory()}");
+                var options = parse.GetValue(scale) switch
+                {
+                    "full" => new ReproductionOptions(),
+                    "tiny" => Tiny,
+                    var s => throw new RunaheadException($"--scale: '{s}' is not full or tiny"),
+                };
+                var cal = Calibration.Load(calPath);
+                string outPath = Path.GetFullPath(parse.GetValue(output)!);
+                string docDir = Path.GetDirectoryName(outPath)!;
+                string figDir = Path.Combine(docDir, "figures");
+                try
+                {
+                    Directory.CreateDirectory(figDir);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new RunaheadException($"{figDir}: cannot create the figures folder ({e.Message})");
+                }
+                var result = ReproductionStudy.Run(cal, options, m => stderr.WriteLine("simulating " + m));
+                var figures = ReproductionFigures.Write(result, figDir);
+                string markdown = ReproductionReport.Render(result, figures, calPath);
+                try
+                {
+                    File.WriteAllText(outPath, markdown);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new RunaheadException($"{outPath}: cannot write ({e.Message})");
+                }
+                stdout.WriteLine($"wrote {outPath} and {figures.Count} figures in {figDir} ({result.Elapsed.TotalSeconds:0.0} s)");
+                return 0;
+            }
+            catch (RunaheadException e)
+            {
+                stderr.WriteLine("runahead: " + e.Message);
+                return 1;
+            }
+        });
         return cmd;
+    }
+
+    private static ReproductionOptions Tiny => new()
+    {
+        Models = ["falcon-7b"],
+        Bandwidths = [300e9],
+        Ranks = [2],
+        Tokens = [1024, 2048],
+        TableTokens = [768, 1536, 3072],
+        NoiseTokens = 2048,
+        NoiseRanks = [2],
+        NoiseSeeds = 1,
+        BoundTokens = 1024,
+        BoundRanks = [1, 2],
+    };
+
+    internal static string F(double v, string format = "0.00") => v.ToString(format, CultureInfo.InvariantCulture);
+    internal static string Ms(double seconds) => F(seconds * 1e3, "0.0");
+    internal static string Pct(double fraction) => F(fraction * 100, "0.0") + " %";
+    internal static string Bw(double b) => Units.FormatBandwidth(b).Replace("GB/s", " GB/s", StringComparison.Ordinal);
+    internal static string Slug(string model, double bw) => $"{model}-{F(bw / 1e9, "0.###")}GBps";
+}
+
+/// <summary>The PNG figures of the reproduction (ScottPlot).</summary>
+internal static class ReproductionFigures
+{
+    public static Dictionary<string, string> Write(ReproductionResult r, string dir)
+    {
+        var files = new Dictionary<string, string>();
+        foreach (var group in r.Points.GroupBy(p => (p.Model, p.Bandwidth)))
+        {
+            foreach (var byRanks in group.GroupBy(p => p.Ranks))
+            {
+                var pts = byRanks.OrderBy(p => p.Tokens).ToArray();
+                var plt = new ScottPlot.Plot();
+                double[] xs = pts.Select(p => p.Tokens / 1024.0).ToArray();
+                void Line(string label, Func<StudyPoint, double> y)
+                {
+                    var s = plt.Add.Scatter(xs, pts.Select(p => y(p) * 1e3).ToArray());
+                    s.LegendText = label;
+                }
+                Line("TSP (dense, paper)", p => p.Tsp);
+                Line("TSP (causal)", p => p.TspCausal);
+                Line("KVR-E", p => p.KvrEven);
+                Line("KVR-S", p => p.KvrSearched);
+                Line("KVR-P", p => p.KvrPredicted);
+                plt.Title($"{group.Key.Model}, {byRanks.Key} ranks, {ReproduceCommand.Bw(group.Key.Bandwidth)} (simulated on {r.Device})");
+                plt.XLabel("context (k tokens)");
+                plt.YLabel("TTFT (ms)");
+                plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+                string name = $"ttft-{ReproduceCommand.Slug(group.Key.Model, group.Key.Bandwidth)}-p{byRanks.Key}.png";
+                Save(plt, dir, name);
+                files[$"ttft/{group.Key.Model}/{group.Key.Bandwidth}/{byRanks.Key}"] = name;
+            }
+            {
+                var plt = new ScottPlot.Plot();
+                foreach (var byRanks in group.GroupBy(p => p.Ranks))
+                {
+                    var pts = byRanks.OrderBy(p => p.Tokens).ToArray();
+                    var s = plt.Add.Scatter(pts.Select(p => p.Tokens / 1024.0).ToArray(), pts.Select(p => p.Tsp / p.KvrSearched).ToArray());
+                    s.LegendText = $"KVR-S / TSP, P={byRanks.Key}";
+                }
+                plt.Title($"{group.Key.Model}, {ReproduceCommand.Bw(group.Key.Bandwidth)}: speedup of KVR-S over TSP");
+                plt.XLabel("context (k tokens)");
+                plt.YLabel("speedup (x)");
+                plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+                string name = $"speedup-{ReproduceCommand.Slug(group.Key.Model, group.Key.Bandwidth)}.png";
+                Save(plt, dir, name);
+                files[$"speedup/{group.Key.Model}/{group.Key.Bandwidth}"] = name;
+            }
+        }
+        if (r.Noise.Count > 0)
+        {
+            var plt = new ScottPlot.Plot();
+            var labels = new List<string>();
+            var positions = new List<double>();
+            var tsp = new List<ScottPlot.Bar>();
+            int i = 0;
+            foreach (var n in r.Noise)
+            {
+                double x = i * 3;
+                tsp.Add(new ScottPlot.Bar { Position = x, Value = n.TspSlowdown * 100, FillColor = ScottPlot.Colors.OrangeRed });
+                tsp.Add(new ScottPlot.Bar { Position = x + 1, Value = n.KvrSlowdown * 100, FillColor = ScottPlot.Colors.SteelBlue });
+                positions.Add(x + 0.5);
+                labels.Add($"{n.Model.Replace("-7b", "", StringComparison.Ordinal)} P{n.Ranks} {ReproduceCommand.F(n.Bandwidth / 1e9, "0")}G");
+                i++;
+            }
+            plt.Add.Bars(tsp);
+            plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions.ToArray(), labels.ToArray());
+            plt.Title("Slowdown from sidecar traffic (orange: TSP, blue: KVR-S)");
+            plt.YLabel("TTFT increase (%)");
+            plt.Axes.Margins(bottom: 0);
+            Save(plt, dir, "noise.png", width: Math.Max(800, 120 * r.Noise.Count));
+            files["noise"] = "noise.png";
+        }
+        if (r.Bound.Count > 0)
+        {
+            var plt = new ScottPlot.Plot();
+            double[] xs = r.Bound.Select(b => (double)b.Ranks).ToArray();
+            var paper = plt.Add.Scatter(xs, r.Bound.Select(b => 1 / b.PaperRatio).ToArray());
+            paper.LegendText = "paper's bound aC^2 / T(P)";
+            var s = plt.Add.Scatter(xs, r.Bound.Select(b => 1 / b.KvrSearchedRatio).ToArray());
+            s.LegendText = "simulated KVR-S";
+            var e = plt.Add.Scatter(xs, r.Bound.Select(b => 1 / b.KvrEvenRatio).ToArray());
+            e.LegendText = "simulated KVR-E";
+            var t = plt.Add.Scatter(xs, r.Bound.Select(b => 1 / b.TspCausalRatio).ToArray());
+            t.LegendText = "simulated TSP (causal)";
+            plt.Title("Attention-only speedup over a dense single rank (a C^2 per layer)");
+            plt.XLabel("ranks P");
+            plt.YLabel("speedup (x)");
+            plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+            Save(plt, dir, "bound.png");
+            files["bound"] = "bound.png";
+        }
+        if (r.ExampleTimeline.Count > 0)
+        {
+            ChromeTraceWriter.Write(Path.Combine(dir, "timeline-kvr-s.json"), r.ExampleTimeline, r.ExampleTitle);
+            files["trace"] = "timeline-kvr-s.json";
+        }
+        return files;
+    }
+
+    private static void Save(ScottPlot.Plot plt, string dir, string name, int width = 800, int height = 500)
+    {
+        string path = Path.Combine(dir, name);
+        try
+        {
+            plt.SavePng(path, width, height);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new RunaheadException($"{path}: cannot write figure ({e.Message})");
+        }
     }
 }

@@ -71,8 +71,9 @@ public static class ModelTensors
     /// Validates the configuration and checks every expected tensor's presence, shape and type; throws
     /// <see cref="InvalidModelFileException"/> naming the first offending tensor.
     /// </summary>
-    public static void Validate(string path, ModelConfig config, IWeightSource source)
+    public static void Validate(string path, ModelConfig config, IWeightSource source, Func<string, string?>? storedName = null)
     {
+        string Describe(string name) => storedName?.Invoke(name) is { } stored && stored != name ? $"'{name}' ({stored})" : $"'{name}'";
         config.Validate(path);
         if (config.Dim != config.Heads * config.HeadDim && config.Architecture == ModelArchitecture.Falcon)
             throw new InvalidModelFileException(path, $"Falcon hidden size {config.Dim} is not heads {config.Heads} x head size {config.HeadDim}");
@@ -80,13 +81,13 @@ public static class ModelTensors
         {
             if (!source.TryGetTensor(e.Name, out var t))
             {
-                if (e.Required) throw new InvalidModelFileException(path, $"tensor '{e.Name}' is missing");
+                if (e.Required) throw new InvalidModelFileException(path, $"tensor {Describe(e.Name)} is missing");
                 continue;
             }
             if (!SameShape(t.Shape, e.Shape))
-                throw new InvalidModelFileException(path, $"tensor '{e.Name}' has shape {t.ShapeText}, expected [{string.Join(", ", e.Shape)}]");
+                throw new InvalidModelFileException(path, $"tensor {Describe(e.Name)} has shape {t.ShapeText}, expected [{string.Join(", ", e.Shape)}]");
             if (t.Type == TensorType.Q8_0 && e.Shape.Length != 2)
-                throw new InvalidModelFileException(path, $"tensor '{e.Name}' is Q8_0, which is only supported for matrices");
+                throw new InvalidModelFileException(path, $"tensor {Describe(e.Name)} is Q8_0, which is only supported for matrices");
         }
     }
 

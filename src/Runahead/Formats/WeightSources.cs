@@ -57,6 +57,8 @@ public static class WeightSources
         if (n >= 4 && BitConverter.ToUInt32(head) == GgufFile.Magic) return "gguf";
         if (name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return "gguf"; // the reader explains the bad magic
         if (SafetensorsFile.LooksLikeSafetensors(head[..n], size)) return "safetensors";
+        if (n >= 4 && head[0] == (byte)'P' && head[1] == (byte)'K' && head[2] == 3 && head[3] == 4)
+            throw new InvalidModelFileException(path, "is a PyTorch (zip/pickle) checkpoint, which is not supported; use its safetensors or GGUF form");
         return "llama2c";
     }
 }

@@ -13,6 +13,7 @@ namespace Runahead.Generation;
 public sealed class Generator
 {
     private readonly IPrefillStrategy _prefill;
+    private readonly SinglePrefill? _ownPrefill;
     private ForwardWorkspace? _decodeWorkspace;
 
     public Model Model { get; }
@@ -29,7 +30,7 @@ public sealed class Generator
         ArgumentNullException.ThrowIfNull(model);
         Model = model;
         Tokenizer = tokenizer;
-        _prefill = prefill ?? new SinglePrefill(model);
+        _prefill = prefill ?? (_ownPrefill = new SinglePrefill(model));
     }
 
     /// <summary>Encodes <paramref name="prompt"/> (with BOS when the tokenizer asks for it) and generates.</summary>
@@ -62,6 +63,8 @@ public sealed class Generator
         var streamer = Tokenizer != null ? new TextStreamer(Tokenizer, stats.PromptIds) : null;
         if (options.MaxNewTokens == 0) { stats.StopReason = StopReason.TokenBudget; yield break; }
 
+        // Our own single prefill sizes the cache for the whole generation, so decoding never copies it.
+        if (_ownPrefill != null) _ownPrefill.ReserveTokens = options.MaxNewTokens;
         var clock = Stopwatch.StartNew();
         PrefillResult prefill;
         try
@@ -78,7 +81,8 @@ public sealed class Generator
         var cache = prefill.Cache;
         if (cache.Length != n)
             throw new InvalidOperationException($"the prefill strategy returned a cache of {cache.Length} tokens for a prompt of {n}");
-        cache.EnsureCapacity((int)Math.Min(config.ContextLength, (long)n + options.MaxNewTokens));
+        // Grown (if the strategy did not reserve room) only before the first decode step, outside the TTFT.
+        int capacity = (int)Math.Min(config.ContextLength, (long)n + options.MaxNewTokens);
         _decodeWorkspace ??= Model.CreateWorkspace(1);
         var logits = prefill.Logits;
         var step = new int[1];
@@ -97,6 +101,7 @@ public sealed class Generator
             yield return new GeneratedToken(next, streamer?.Add(next) ?? "", index, known);
 
             if (index + 1 >= options.MaxNewTokens) { stats.StopReason = StopReason.TokenBudget; break; }
+            if (index == 0) cache.EnsureCapacity(capacity);
             if (cache.Length >= cache.Capacity) { stats.StopReason = StopReason.ContextFull; break; }
             if (ct.IsCancellationRequested) { stats.StopReason = StopReason.Cancelled; ct.ThrowIfCancellationRequested(); }
             step[0] = next;

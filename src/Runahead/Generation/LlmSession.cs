@@ -67,7 +67,8 @@ public sealed class LlmSession : IDisposable
 
     /// <summary>
     /// The tokenizer for a model: the explicit file; else the GGUF's embedded vocabulary or the folder's
-    /// tokenizer.json; else (llama2.c checkpoints, as run.c) a tokenizer.bin beside the model file.
+    /// tokenizer.json; else a llama2.c tokenizer beside the model (tokenizer.bin as run.c's default, or
+    /// tok{vocab size}.bin as llama2.c names custom vocabularies).
     /// </summary>
     private static ITokenizer? LoadTokenizer(string modelPath, string? tokenizerPath, Model model, bool required)
     {
@@ -86,24 +87,17 @@ public sealed class LlmSession : IDisposable
     private static ITokenizer? FindTokenizer(string modelPath, string? tokenizerPath, Model model, bool required)
     {
         if (tokenizerPath != null) return TokenizerLoader.Load(modelPath, tokenizerPath);
-        if (model.FormatName == "llama2c")
-        {
-            var beside = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelPath)) ?? ".", "tokenizer.bin");
-            if (File.Exists(beside)) return TokenizerLoader.Load(modelPath, beside);
-        }
-        else if (model.FormatName == "gguf" || HasTokenizerJson(modelPath))
-        {
+        var folder = Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath)) ?? ".";
+        if (model.FormatName == "gguf" || File.Exists(Path.Combine(folder, "tokenizer.json")))
             return TokenizerLoader.Load(modelPath, null);
+        foreach (var name in new[] { "tokenizer.bin", $"tok{model.Config.VocabSize}.bin" })
+        {
+            var beside = Path.Combine(folder, name);
+            if (File.Exists(beside)) return TokenizerLoader.Load(modelPath, beside);
         }
         if (required)
             throw new RunaheadException($"{modelPath}: no tokenizer found inside or beside the model; give one with --tokenizer (tokenizer.bin or tokenizer.json)");
         return null;
-    }
-
-    private static bool HasTokenizerJson(string modelPath)
-    {
-        var folder = Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath));
-        return folder != null && File.Exists(Path.Combine(folder, "tokenizer.json"));
     }
 
     public void Dispose() => Model.Dispose();

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Runahead.Numerics;
 
@@ -21,6 +22,9 @@ internal enum PanelType
 internal sealed unsafe class PackedGemm : IParallelWork
 {
     public const int SmallM = 4;
+    // KC x NR x 4 = 32 KiB: one weight micro-panel stays in L1 (48 KiB on Zen 5) while the MC / MR activation
+    // micro-panels stream past it; the MC x KC activation block (128 KiB) stays in L2. Measured: KC 192..512 and
+    // MC 128..256 are within noise of each other on Zen 5.
     internal const int KC = 256;
     internal const int MC = 128;
     private const int MaxNC = 1024;
@@ -177,9 +181,15 @@ internal sealed unsafe class PackedGemm : IParallelWork
             float* panel = dst + (nint)r0 * kc;
             if (rows == MR)
             {
-                float* s0 = x + r0 * ldx, s1 = s0 + ldx, s2 = s1 + ldx, s3 = s2 + ldx;
+                float* s0 = x + r0 * ldx;
+                int k = 0;
+                if (Avx.IsSupported)
+                {
+                    for (; k + 8 <= kc; k += 8, panel += 8 * MR) Transpose8x8(s0 + k, ldx, panel);
+                }
+                float* s1 = s0 + ldx, s2 = s1 + ldx, s3 = s2 + ldx;
                 float* s4 = s3 + ldx, s5 = s4 + ldx, s6 = s5 + ldx, s7 = s6 + ldx;
-                for (int k = 0; k < kc; k++, panel += MR)
+                for (; k < kc; k++, panel += MR)
                 {
                     panel[0] = s0[k]; panel[1] = s1[k]; panel[2] = s2[k]; panel[3] = s3[k];
                     panel[4] = s4[k]; panel[5] = s5[k]; panel[6] = s6[k]; panel[7] = s7[k];
@@ -191,6 +201,32 @@ internal sealed unsafe class PackedGemm : IParallelWork
                 for (int r = 0; r < MR; r++) panel[r] = r < rows ? x[(r0 + r) * ldx + k] : 0f;
             }
         }
+    }
+
+    /// <summary>dst[c * 8 + r] = src[r * ld + c] for an 8x8 block (unpack / shuffle / lane-permute network).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, nint ld, float* dst)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + ld);
+        var r2 = Avx.LoadVector256(src + 2 * ld); var r3 = Avx.LoadVector256(src + 3 * ld);
+        var r4 = Avx.LoadVector256(src + 4 * ld); var r5 = Avx.LoadVector256(src + 5 * ld);
+        var r6 = Avx.LoadVector256(src + 6 * ld); var r7 = Avx.LoadVector256(src + 7 * ld);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + 8, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 16, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 24, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 32, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 40, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 48, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 56, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     /// <summary>Per-thread buffers on the pinned heap; pool threads are persistent, so these are allocated once.</summary>

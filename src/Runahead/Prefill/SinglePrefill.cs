@@ -10,7 +10,6 @@ namespace Runahead.Prefill;
 public sealed class SinglePrefill : IPrefillStrategy
 {
     private readonly Model _model;
-    private readonly int _reserveTokens;
     private ForwardWorkspace? _workspace;
 
     /// <param name="model">The model to run.</param>
@@ -23,11 +22,19 @@ public sealed class SinglePrefill : IPrefillStrategy
         if (reserveTokens < 0) throw new ArgumentOutOfRangeException(nameof(reserveTokens));
         if (chunkTokens < 0) throw new ArgumentOutOfRangeException(nameof(chunkTokens));
         _model = model;
-        _reserveTokens = reserveTokens;
+        ReserveTokens = reserveTokens;
         ChunkTokens = chunkTokens > 0 ? chunkTokens : model.MaxChunkTokens;
     }
 
     public int ChunkTokens { get; }
+
+    /// <summary>Extra cache rows allocated beyond the prompt (capped by the context length).</summary>
+    public int ReserveTokens
+    {
+        get => _reserveTokens;
+        set => _reserveTokens = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+    private int _reserveTokens;
 
     /// <summary>Bytes of the workspace once created.</summary>
     public long WorkspaceBytes => _workspace?.Bytes ?? 0;
@@ -42,7 +49,7 @@ public sealed class SinglePrefill : IPrefillStrategy
         ct.ThrowIfCancellationRequested();
         _workspace ??= _model.CreateWorkspace(Math.Min(ChunkTokens, Math.Max(n, 1)));
         if (_workspace.MaxTokens < Math.Min(ChunkTokens, n)) _workspace = _model.CreateWorkspace(Math.Min(ChunkTokens, n));
-        var cache = new KvCache(config, (int)Math.Min(config.ContextLength, (long)n + _reserveTokens));
+        var cache = new KvCache(config, (int)Math.Min(config.ContextLength, (long)n + ReserveTokens));
         var logits = new float[config.VocabSize];
         var ids = promptIds.Span;
         for (int done = 0; done < n; done += _workspace.MaxTokens)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Runahead.Text;
@@ -43,6 +44,7 @@ public sealed class BpeTokenizer : VocabularyTokenizer
     // Piece ids below Vocabulary.Count are tokens; above are strings that only occur inside merges.
     private readonly List<string> _extraPieces = new();
     private readonly Dictionary<string, int> _extraIds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _extraLookup;
     private readonly Dictionary<long, (int Rank, int Result)> _merges;
     private readonly int[] _byteFallbackTokens = new int[256];
     private readonly int _unknownId;
@@ -56,6 +58,7 @@ public sealed class BpeTokenizer : VocabularyTokenizer
         _options = options;
         _preTokenizer = options.CustomPreTokenizer ?? PreTokenizer.Create(options.PreTokenizer);
         _unknownId = unknownId;
+        _extraLookup = _extraIds.GetAlternateLookup<ReadOnlySpan<char>>();
         _merges = new Dictionary<long, (int, int)>(merges.Count);
         for (int rank = 0; rank < merges.Count; rank++)
         {
@@ -89,7 +92,7 @@ public sealed class BpeTokenizer : VocabularyTokenizer
     private int PieceIdOf(ReadOnlySpan<char> text)
     {
         if (Vocabulary.TryGetId(text, out int id)) return id;
-        return _extraIds.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(text, out id) ? id : -1;
+        return _extraLookup.TryGetValue(text, out id) ? id : -1;
     }
 
     private readonly record struct Bigram(int Left, int Right, int LeftPiece, int RightPiece, int Result);
@@ -134,6 +137,7 @@ public sealed class BpeTokenizer : VocabularyTokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodeWord(string word, WordState s, List<int> output)
     {
         s.Ensure(word.Length * 4 + 1);
@@ -202,6 +206,7 @@ public sealed class BpeTokenizer : VocabularyTokenizer
         n++;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void TryAdd(WordState s, int left, int right)
     {
         if (left < 0 || right < 0) return;

@@ -41,11 +41,15 @@ internal static class ByteLevelAlphabet
     public static string EncodeUtf8(ReadOnlySpan<char> text)
     {
         int byteCount = System.Text.Encoding.UTF8.GetByteCount(text);
-        Span<byte> bytes = byteCount <= 512 ? stackalloc byte[byteCount] : new byte[byteCount];
+        byte[]? rentedBytes = null;
+        char[]? rentedChars = null;
+        Span<byte> bytes = byteCount <= 256 ? stackalloc byte[256] : (rentedBytes = System.Buffers.ArrayPool<byte>.Shared.Rent(byteCount));
+        Span<char> chars = byteCount <= 256 ? stackalloc char[256] : (rentedChars = System.Buffers.ArrayPool<char>.Shared.Rent(byteCount));
         System.Text.Encoding.UTF8.GetBytes(text, bytes);
-        return string.Create(byteCount, bytes.ToArray(), static (dst, src) =>
-        {
-            for (int i = 0; i < src.Length; i++) dst[i] = ByteToChar[src[i]];
-        });
+        for (int i = 0; i < byteCount; i++) chars[i] = ByteToChar[bytes[i]];
+        var result = new string(chars[..byteCount]);
+        if (rentedBytes != null) System.Buffers.ArrayPool<byte>.Shared.Return(rentedBytes);
+        if (rentedChars != null) System.Buffers.ArrayPool<char>.Shared.Return(rentedChars);
+        return result;
     }
 }

@@ -79,31 +79,6 @@ internal static class CodepointFlags
         _ => false,
     };
 
-    /// <summary>
-    /// Code points of a string. Unpaired surrogates become U+FFFD, as they would after the UTF-8 round trip llama.cpp
-    /// sees.
-    /// </summary>
-    public static int[] ToCodepoints(string text)
-    {
-        var result = new int[text.Length];
-        int n = 0;
-        for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
-            {
-                result[n++] = char.ConvertToUtf32(c, text[i + 1]);
-                i++;
-            }
-            else
-            {
-                result[n++] = char.IsSurrogate(c) ? 0xFFFD : c;
-            }
-        }
-        Array.Resize(ref result, n);
-        return result;
-    }
-
     /// <summary>Replaces unpaired surrogates by U+FFFD so that every later UTF-8 conversion is lossless.</summary>
     public static string Sanitize(string text)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 
 namespace Runahead.Text;
@@ -65,6 +66,12 @@ public sealed class PreTokenizer
         if (pattern == Gpt2Pattern) return Create(PreTokenizerKind.Gpt2);
         if (pattern == Llama3Pattern) return Create(PreTokenizerKind.Llama3);
         if (pattern == Qwen2Pattern) return Create(PreTokenizerKind.Qwen2);
+        return FromRegex(pattern);
+    }
+
+    /// <summary>A pre-tokenizer that always runs <paramref name="pattern"/> on .NET's regex engine.</summary>
+    public static PreTokenizer FromRegex(string pattern)
+    {
         Regex regex;
         try
         {
@@ -92,6 +99,7 @@ public sealed class PreTokenizer
     public bool SplitsAnything => _stages.Length > 0;
 
     /// <summary>Splits <paramref name="text"/> into words (concatenated they give the text back).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public List<string> Split(string text)
     {
         var words = new List<string>();
@@ -101,27 +109,44 @@ public sealed class PreTokenizer
             words.Add(text);
             return words;
         }
-        int[] cpts = CodepointFlags.ToCodepoints(text);
-        var lengths = new List<int> { cpts.Length };
+        // Code points, and where each starts in the string (so words are substrings, not rebuilt).
+        var cpts = new int[text.Length];
+        var charStart = new int[text.Length + 1];
+        int n = 0;
+        for (int i = 0; i < text.Length; n++)
+        {
+            charStart[n] = i;
+            char c = text[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                cpts[n] = char.ConvertToUtf32(c, text[i + 1]);
+                i += 2;
+            }
+            else
+            {
+                cpts[n] = c; // the caller already replaced unpaired surrogates
+                i++;
+            }
+        }
+        charStart[n] = text.Length;
+        var lengths = new List<int> { n };
         var next = new List<int>();
+        var span = cpts.AsSpan(0, n);
         foreach (var stage in _stages)
         {
             next.Clear();
             int start = 0;
             foreach (int len in lengths)
             {
-                stage(cpts, start, start + len, next);
+                stage(span, start, start + len, next);
                 start += len;
             }
             (lengths, next) = (next, lengths);
         }
-        var sb = new System.Text.StringBuilder();
         int at = 0;
         foreach (int len in lengths)
         {
-            sb.Clear();
-            for (int i = at; i < at + len; i++) sb.Append(char.ConvertFromUtf32(cpts[i]));
-            words.Add(sb.ToString());
+            words.Add(text.Substring(charStart[at], charStart[at + len] - charStart[at]));
             at += len;
         }
         return words;
@@ -178,6 +203,7 @@ public sealed class PreTokenizer
     private static int Lower(int cp, bool ignoreCase) => ignoreCase && cp is >= 'A' and <= 'Z' ? cp + 32 : cp;
 
     /// <summary>'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Gpt2Words(ReadOnlySpan<int> cpts, int start, int end, List<int> lengths)
     {
         var p = new Piece(cpts, start, end, lengths);
@@ -267,6 +293,7 @@ public sealed class PreTokenizer
     /// <summary>
     /// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,maxDigits}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Llama3Like(ReadOnlySpan<int> cpts, int start, int end, List<int> lengths, int maxDigits)
     {
         var p = new Piece(cpts, start, end, lengths);
@@ -324,6 +351,7 @@ public sealed class PreTokenizer
     }
 
     /// <summary>"[class]+": every maximal run of matching code points is a word; so is every gap.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Runs(ReadOnlySpan<int> cpts, int start, int end, List<int> lengths, Func<int, bool> match)
     {
         var p = new Piece(cpts, start, end, lengths);
@@ -339,6 +367,7 @@ public sealed class PreTokenizer
     }
 
     /// <summary>"[class]": every matching code point is a word of its own.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Singles(ReadOnlySpan<int> cpts, int start, int end, List<int> lengths, Func<int, bool> match)
     {
         var p = new Piece(cpts, start, end, lengths);
@@ -352,6 +381,7 @@ public sealed class PreTokenizer
     }
 
     /// <summary>"\s?X+" with leftmost-first matching.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void OptionalSpaceThenRun(ReadOnlySpan<int> cpts, int start, int end, List<int> lengths, Func<int, bool> match)
     {
         var p = new Piece(cpts, start, end, lengths);
@@ -371,6 +401,7 @@ public sealed class PreTokenizer
     }
 
     /// <summary>"[0-9][0-9][0-9]": non-overlapping triples of ASCII digits, scanning left to right.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AsciiDigitTriples(ReadOnlySpan<int> cpts, int start, int end, List<int> lengths)
     {
         var p = new Piece(cpts, start, end, lengths);

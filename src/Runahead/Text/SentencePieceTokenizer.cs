@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Runahead.Text;
@@ -50,6 +51,7 @@ public sealed class SentencePieceTokenizer : VocabularyTokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void EncodeFragment(string text, bool isFirstOrAfterSpecial, List<int> output)
     {
         if (_addSpacePrefix && isFirstOrAfterSpecial) text = " " + text;

@@ -40,7 +40,7 @@ public static class TokenizerLoader
         if (head.Length == 0) throw new InvalidModelFileException(path, "file is empty");
         if (head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(head) == Formats.Gguf.GgufFile.Magic)
             return GgufTokenizerReader.Read(path);
-        if (FirstNonSpace(head) is (byte)'{') return HuggingFaceTokenizerReader.Read(path);
+        if (FirstNonSpace(head) is (byte)'{' or (byte)'[') return HuggingFaceTokenizerReader.Read(path);
         if (Llama2cTokenizerReader.LooksLikeTokenizerBin(head)) return Llama2cTokenizerReader.Read(path, vocabSize);
         throw new InvalidModelFileException(path, "not a recognised tokenizer (expected GGUF, tokenizer.json or llama2.c tokenizer.bin)");
     }

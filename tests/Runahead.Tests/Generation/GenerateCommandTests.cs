@@ -77,6 +77,34 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void WithoutModelSynthesizesTheDefaultOnceIntoTheCache()
+    {
+        var cache = Path.Combine(_dir, "cache");
+        var oldCache = Environment.GetEnvironmentVariable("RUNAHEAD_CACHE");
+        var oldShape = Environment.GetEnvironmentVariable("RUNAHEAD_DEFAULT_SHAPE");
+        Environment.SetEnvironmentVariable("RUNAHEAD_CACHE", cache);
+        Environment.SetEnvironmentVariable("RUNAHEAD_DEFAULT_SHAPE", "tiny"); // the real default is 2 GiB
+        try
+        {
+            var first = Run("generate", "-n", "5", "--temperature", "0", "--threads", "1");
+            Assert.True(first.Rc == 0, first.Err);
+            Assert.StartsWith(Runahead.Cli.Commands.GenerateCommand.DefaultPrompt, first.Out);
+            Assert.Contains("synthesizing the default model", first.Err);
+            Assert.Single(Directory.GetFiles(cache, "*.gguf"));
+
+            var second = Run("generate", "-n", "5", "--temperature", "0", "--threads", "1");
+            Assert.True(second.Rc == 0, second.Err);
+            Assert.DoesNotContain("synthesizing", second.Err);
+            Assert.Equal(first.Out, second.Out);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("RUNAHEAD_CACHE", oldCache);
+            Environment.SetEnvironmentVariable("RUNAHEAD_DEFAULT_SHAPE", oldShape);
+        }
+    }
+
+    [Fact]
     public void PromptIdsWithoutTokenizerPrintIds()
     {
         var path = Path.Combine(_dir, "bare.gguf");

@@ -43,6 +43,14 @@ public class StoriesTextTests
         Assert.Equal(generated, session.LastStats!.GeneratedIds);
     }
 
+    [SkippableFact]
+    public void FindsTheLlama2cTokenizerBesideTheModel()
+    {
+        // As llama2.c ships them: stories260K.bin next to tok512.bin.
+        using var session = LlmSession.Load(Fixtures.Path("llama2c/stories260K.bin"));
+        Assert.Equal([1, 403, 407, 261, 378], session.Tokenize("Once upon a time"));
+    }
+
     [SkippableTheory]
     [MemberData(nameof(Forms))]
     public async Task NoPromptGreedy256PositionsMatchesRunC(string model, string? tokenizer)

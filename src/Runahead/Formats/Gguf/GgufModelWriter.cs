@@ -175,9 +175,14 @@ public static class GgufModelWriter
             }
             default:
             {
-                string? dir = Path.GetDirectoryName(Path.GetFullPath(source.SourcePath));
-                string bin = Path.Combine(dir ?? ".", "tokenizer.bin");
-                return File.Exists(bin) ? GgufTokenizerMetadata.FromLlama2c(bin, c.VocabSize, c.BosId, c.EosId) : null;
+                // llama2.c names its default vocabulary tokenizer.bin and custom ones tok{vocab size}.bin.
+                string dir = Path.GetDirectoryName(Path.GetFullPath(source.SourcePath)) ?? ".";
+                foreach (var name in new[] { "tokenizer.bin", $"tok{c.VocabSize}.bin" })
+                {
+                    string bin = Path.Combine(dir, name);
+                    if (File.Exists(bin)) return GgufTokenizerMetadata.FromLlama2c(bin, c.VocabSize, c.BosId, c.EosId);
+                }
+                return null;
             }
         }
     }

@@ -134,19 +134,9 @@ public sealed class GgufTokenizerMetadata
     /// </summary>
     public static GgufTokenizerMetadata FromHfTokenizerJson(string path, int bosId, int eosId, int vocabSize)
     {
-        byte[] bytes;
-        try
+        byte[] bytes = JsonFiles.ReadBounded(path, 512L << 20);
         {
-            if (new FileInfo(path).Length > 512L << 20) throw new InvalidModelFileException(path, "tokenizer.json is absurdly large");
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is not RunaheadException)
-        {
-            throw new InvalidModelFileException(path, "cannot read: " + e.Message);
-        }
-        try
-        {
-            using var doc = JsonDocument.Parse(bytes);
+            using var doc = JsonFiles.Parse(path, bytes, "tokenizer.json");
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
                 throw new InvalidModelFileException(path, "has no 'model' object");
@@ -209,10 +199,6 @@ public sealed class GgufTokenizerMetadata
                 ? FindId(tokens, unkEl.GetString()!) : -1;
             result.AddSpecialIds(unk, bosId < count ? bosId : -1, eosId < count ? eosId : -1);
             return result;
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidModelFileException(path, "is not valid JSON: " + Safetensors.SafetensorsFile.FirstLine(e.Message));
         }
     }
 

@@ -24,32 +24,10 @@ public sealed record HfConfig(ModelConfig Config, FalconQkvLayout QkvLayout, boo
 {
     public static HfConfig Load(string configPath)
     {
-        byte[] bytes;
-        try
-        {
-            var fi = new FileInfo(configPath);
-            if (!fi.Exists) throw new InvalidModelFileException(configPath, "file not found");
-            if (fi.Length > 16 << 20) throw new InvalidModelFileException(configPath, $"config.json of {fi.Length} bytes is absurd");
-            bytes = File.ReadAllBytes(configPath);
-        }
-        catch (Exception e) when (e is not RunaheadException)
-        {
-            throw new InvalidModelFileException(configPath, "cannot read: " + e.Message);
-        }
-        try
-        {
-            using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 32, AllowTrailingCommas = true });
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidModelFileException(configPath, "is not a JSON object");
-            return Parse(configPath, doc.RootElement);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidModelFileException(configPath, "is not valid JSON: " + SafetensorsFile.FirstLine(e.Message));
-        }
-        catch (ArgumentException e)
-        {
-            throw new InvalidModelFileException(configPath, "is not valid JSON: " + SafetensorsFile.FirstLine(e.Message));
-        }
+        byte[] bytes = JsonFiles.ReadBounded(configPath, 16 << 20);
+        using var doc = JsonFiles.Parse(configPath, bytes, "config.json", maxDepth: 32);
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidModelFileException(configPath, "config.json is not a JSON object");
+        return Parse(configPath, doc.RootElement);
     }
 
     private static HfConfig Parse(string path, JsonElement root)
@@ -68,6 +46,10 @@ public sealed record HfConfig(ModelConfig Config, FalconQkvLayout QkvLayout, boo
         float theta = (float)(r.Num("rope_theta") ?? r.NestedNum("rope_parameters", "rope_theta") ?? 10000.0);
         if (root.TryGetProperty("rope_scaling", out var scaling) && scaling.ValueKind == JsonValueKind.Object)
             throw new InvalidModelFileException(path, "rope_scaling is not supported");
+        if (root.TryGetProperty("rope_parameters", out var ropeParams) && ropeParams.ValueKind == JsonValueKind.Object
+            && ropeParams.TryGetProperty("rope_type", out var ropeType) && ropeType.ValueKind == JsonValueKind.String
+            && ropeType.GetString() != "default")
+            throw new InvalidModelFileException(path, $"rope_type '{ropeType.GetString()}' is not supported (only default RoPE is)");
         int vocab = r.Int("vocab_size") ?? throw r.Missing("vocab_size");
         int dim = r.Int("hidden_size") ?? r.Int("n_embed") ?? throw r.Missing("hidden_size");
         int bos = r.Int("bos_token_id") ?? 1;

@@ -40,10 +40,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
         var tensors = new List<SafetensorsTensor>();
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        try
         {
-            using var doc = JsonDocument.Parse(new ReadOnlyMemory<byte>(file.Span(8, (int)headerLen).ToArray()),
-                new JsonDocumentOptions { MaxDepth = 16 });
+            using var doc = JsonFiles.Parse(path, file.Span(8, (int)headerLen).ToArray(), "safetensors header", maxDepth: 16);
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new InvalidModelFileException(path, "safetensors header is not a JSON object");
             foreach (var prop in doc.RootElement.EnumerateObject())
@@ -60,23 +58,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 tensors.Add(t);
             }
         }
-        catch (JsonException e)
-        {
-            throw new InvalidModelFileException(path, "safetensors header is not valid JSON: " + FirstLine(e.Message));
-        }
-        catch (ArgumentException e)
-        {
-            // Invalid UTF-8 in the header surfaces as ArgumentException from the JSON reader.
-            throw new InvalidModelFileException(path, "safetensors header is not valid JSON: " + FirstLine(e.Message));
-        }
         Tensors = tensors;
         Metadata = metadata;
-    }
-
-    internal static string FirstLine(string s)
-    {
-        int i = s.IndexOfAny(['\r', '\n']);
-        return i < 0 ? s : s[..i];
     }
 
     private static SafetensorsTensor ParseEntry(string path, string name, JsonElement e, long dataStart, long dataSize)

@@ -59,7 +59,7 @@ public sealed unsafe class SafetensorsWeightSource : IWeightSource
                 _byName.Add(canonical, entry);
                 _tensors.Add(entry.Info);
             }
-            ModelTensors.Validate(sourcePath, Config, this);
+            ModelTensors.Validate(sourcePath, Config, this, name => HfTensorNames.FromCanonical(name, falcon, HfConfig.FalconTwoLayerNorms));
         }
         catch
         {
@@ -134,42 +134,22 @@ public sealed unsafe class SafetensorsWeightSource : IWeightSource
 
     private static List<(string name, string shard)> ReadIndex(string index)
     {
-        byte[] bytes;
-        try
+        byte[] bytes = JsonFiles.ReadBounded(index, 64 << 20);
+        using var doc = JsonFiles.Parse(index, bytes, IndexFileName);
+        if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map)
+            || map.ValueKind != JsonValueKind.Object)
+            throw new InvalidModelFileException(index, "has no 'weight_map' object");
+        var list = new List<(string, string)>();
+        foreach (var p in map.EnumerateObject())
         {
-            if (new FileInfo(index).Length > 64 << 20) throw new InvalidModelFileException(index, "index file is absurdly large");
-            bytes = File.ReadAllBytes(index);
+            if (p.Value.ValueKind != JsonValueKind.String) throw new InvalidModelFileException(index, $"weight_map entry '{p.Name}' is not a file name");
+            string shard = p.Value.GetString()!;
+            // Shards live beside the index; a path elsewhere is either a mistake or an attempt to read other files.
+            if (shard.Length == 0 || shard.Contains('/') || shard.Contains('\\') || shard is "." or ".." || Path.IsPathRooted(shard))
+                throw new InvalidModelFileException(index, $"weight_map entry '{p.Name}' names '{shard}', which is not a file beside the index");
+            list.Add((p.Name, shard));
         }
-        catch (Exception e) when (e is not RunaheadException)
-        {
-            throw new InvalidModelFileException(index, "cannot read: " + e.Message);
-        }
-        try
-        {
-            using var doc = JsonDocument.Parse(bytes);
-            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map)
-                || map.ValueKind != JsonValueKind.Object)
-                throw new InvalidModelFileException(index, "has no 'weight_map' object");
-            var list = new List<(string, string)>();
-            foreach (var p in map.EnumerateObject())
-            {
-                if (p.Value.ValueKind != JsonValueKind.String) throw new InvalidModelFileException(index, $"weight_map entry '{p.Name}' is not a file name");
-                string shard = p.Value.GetString()!;
-                // Shards live beside the index; a path elsewhere is either a mistake or an attempt to read other files.
-                if (shard.Length == 0 || shard.Contains('/') || shard.Contains('\\') || shard is "." or ".." || Path.IsPathRooted(shard))
-                    throw new InvalidModelFileException(index, $"weight_map entry '{p.Name}' names '{shard}', which is not a file beside the index");
-                list.Add((p.Name, shard));
-            }
-            return list;
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidModelFileException(index, "is not valid JSON: " + SafetensorsFile.FirstLine(e.Message));
-        }
-        catch (ArgumentException e)
-        {
-            throw new InvalidModelFileException(index, "is not valid JSON: " + SafetensorsFile.FirstLine(e.Message));
-        }
+        return list;
     }
 
     /// <summary>
