@@ -53,6 +53,7 @@ public static class BenchTtftCommand
                 Partition = PartitionSpec.Parse(parse.GetValue(prefill.Partition)),
                 Transport = PrefillOptions.ParseTransport(parse.GetValue(prefill.Transport)),
                 Links = prefill.ReadLinks(parse),
+                Planner = prefill.ReadPlanner(parse, prefill.ReadLinks(parse)),
                 ThreadsPerRank = P => prefill.ThreadsFor(parse, P),
                 Repeats = parse.GetValue(repeats),
                 Warmup = parse.GetValue(warmup),
@@ -87,6 +88,7 @@ public static class BenchTtftCommand
         public required PartitionSpec Partition { get; init; }
         public required RankTransport Transport { get; init; }
         public required LinkSettings Links { get; init; }
+        public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
         public required Func<int, int> ThreadsPerRank { get; init; }
         public required int Repeats { get; init; }
         public required int Warmup { get; init; }
@@ -131,7 +133,7 @@ public static class BenchTtftCommand
                     bar.Description = $"starting {p} rank(s)";
                     // One set of ranks per P serves every strategy and length: process start and model load stay out of TTFT.
                     using var host = await RankJobHosts.CreateAsync(s.Transport, s.ModelPath, p, threads, s.Links.Build(p), null, ct);
-                    var client = new PrefillClient(host);
+                    var client = new PrefillClient(host) { Planner = s.Planner };
                     foreach (var c in s.Tokens)
                     {
                         var prompt = Prompt(c, config.VocabSize, s.Seed);
