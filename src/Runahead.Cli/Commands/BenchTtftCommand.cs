@@ -137,22 +137,30 @@ public static class BenchTtftCommand
                     foreach (var c in s.Tokens)
                     {
                         var prompt = Prompt(c, config.VocabSize, s.Seed);
-                        foreach (var (_, strategy) in mine)
+                        // Strategies take turns run by run, so slow phases of a shared machine hit them all alike.
+                        var runs = new List<PrefillRun>[mine.Count];
+                        for (int k = 0; k < mine.Count; k++) runs[k] = new List<PrefillRun>(s.Repeats);
+                        for (int i = 0; i < s.Warmup + s.Repeats; i++)
                         {
-                            bar.Description = $"{strategy.Name()} P={p} C={c}";
-                            var runs = new List<PrefillRun>(s.Repeats);
-                            for (int i = 0; i < s.Warmup + s.Repeats; i++)
+                            for (int k = 0; k < mine.Count; k++)
                             {
                                 ct.ThrowIfCancellationRequested();
+                                var strategy = mine[k].Strategy;
+                                bar.Description = $"{strategy.Name()} P={p} C={c}";
                                 var run = await client.RunAsync(prompt, strategy, s.Partition, 1, null, null, false, null, ct);
-                                if (i >= s.Warmup) runs.Add(run);
+                                if (i >= s.Warmup) runs[k].Add(run);
                                 bar.Increment(1);
                             }
-                            runs.Sort((a, b) => a.TtftMs.CompareTo(b.TtftMs));
-                            var median = runs[(runs.Count - 1) / 2];
-                            double medianMs = runs.Count % 2 == 1 ? median.TtftMs : (runs[runs.Count / 2 - 1].TtftMs + runs[runs.Count / 2].TtftMs) / 2;
-                            rows.Add(new BenchRow(c, p, threads, strategy, median.Partition.ToString(), medianMs, runs[0].TtftMs, runs[^1].TtftMs,
-                                runs.ConvertAll(r => r.TtftMs).ToArray(), median));
+                        }
+                        for (int k = 0; k < mine.Count; k++)
+                        {
+                            var sorted = runs[k];
+                            var inRunOrder = sorted.ConvertAll(r => r.TtftMs).ToArray();
+                            sorted.Sort((a, b) => a.TtftMs.CompareTo(b.TtftMs));
+                            var median = sorted[(sorted.Count - 1) / 2];
+                            double medianMs = sorted.Count % 2 == 1 ? median.TtftMs : (sorted[sorted.Count / 2 - 1].TtftMs + sorted[sorted.Count / 2].TtftMs) / 2;
+                            rows.Add(new BenchRow(c, p, threads, mine[k].Strategy, median.Partition.ToString(), medianMs, sorted[0].TtftMs, sorted[^1].TtftMs,
+                                inRunOrder, median));
                         }
                     }
                 }
