@@ -241,7 +241,8 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
         }
 
         var started = System.Diagnostics.Stopwatch.StartNew();
-        using var host = await RankJobHosts.CreateAsync(Transport, modelPath, Ranks, ThreadsPerRank, Links.Build(Ranks), null, ct).ConfigureAwait(false);
+        using var host = await RankJobHosts.CreateAsync(Transport, modelPath, Ranks, ThreadsPerRank, Links.Build(Ranks), null, ct,
+            session.Model.Config.ContextLength).ConfigureAwait(false);
         var client = new PrefillClient(host) { Planner = Planner };
         await client.WarmUpAsync(Strategy, ct).ConfigureAwait(false);
         double startupMs = started.Elapsed.TotalMilliseconds;
