@@ -53,6 +53,7 @@ public static class BenchTtftCommand
                 Partition = PartitionSpec.Parse(parse.GetValue(prefill.Partition)),
                 Transport = PrefillOptions.ParseTransport(parse.GetValue(prefill.Transport)),
                 Links = prefill.ReadLinks(parse),
+                Planner = prefill.ReadPlanner(parse, prefill.ReadLinks(parse)),
                 ThreadsPerRank = P => prefill.ThreadsFor(parse, P),
                 Repeats = parse.GetValue(repeats),
                 Warmup = parse.GetValue(warmup),
@@ -87,6 +88,7 @@ public static class BenchTtftCommand
         public required PartitionSpec Partition { get; init; }
         public required RankTransport Transport { get; init; }
         public required LinkSettings Links { get; init; }
+        public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
         public required Func<int, int> ThreadsPerRank { get; init; }
         public required int Repeats { get; init; }
         public required int Warmup { get; init; }
@@ -131,26 +133,34 @@ public static class BenchTtftCommand
                     bar.Description = $"starting {p} rank(s)";
                     // One set of ranks per P serves every strategy and length: process start and model load stay out of TTFT.
                     using var host = await RankJobHosts.CreateAsync(s.Transport, s.ModelPath, p, threads, s.Links.Build(p), null, ct);
-                    var client = new PrefillClient(host);
+                    var client = new PrefillClient(host) { Planner = s.Planner };
                     foreach (var c in s.Tokens)
                     {
                         var prompt = Prompt(c, config.VocabSize, s.Seed);
-                        foreach (var (_, strategy) in mine)
+                        // Strategies take turns run by run, so slow phases of a shared machine hit them all alike.
+                        var runs = new List<PrefillRun>[mine.Count];
+                        for (int k = 0; k < mine.Count; k++) runs[k] = new List<PrefillRun>(s.Repeats);
+                        for (int i = 0; i < s.Warmup + s.Repeats; i++)
                         {
-                            bar.Description = $"{strategy.Name()} P={p} C={c}";
-                            var runs = new List<PrefillRun>(s.Repeats);
-                            for (int i = 0; i < s.Warmup + s.Repeats; i++)
+                            for (int k = 0; k < mine.Count; k++)
                             {
                                 ct.ThrowIfCancellationRequested();
+                                var strategy = mine[k].Strategy;
+                                bar.Description = $"{strategy.Name()} P={p} C={c}";
                                 var run = await client.RunAsync(prompt, strategy, s.Partition, 1, null, null, false, null, ct);
-                                if (i >= s.Warmup) runs.Add(run);
+                                if (i >= s.Warmup) runs[k].Add(run);
                                 bar.Increment(1);
                             }
-                            runs.Sort((a, b) => a.TtftMs.CompareTo(b.TtftMs));
-                            var median = runs[(runs.Count - 1) / 2];
-                            double medianMs = runs.Count % 2 == 1 ? median.TtftMs : (runs[runs.Count / 2 - 1].TtftMs + runs[runs.Count / 2].TtftMs) / 2;
-                            rows.Add(new BenchRow(c, p, threads, strategy, median.Partition.ToString(), medianMs, runs[0].TtftMs, runs[^1].TtftMs,
-                                runs.ConvertAll(r => r.TtftMs).ToArray(), median));
+                        }
+                        for (int k = 0; k < mine.Count; k++)
+                        {
+                            var sorted = runs[k];
+                            var inRunOrder = sorted.ConvertAll(r => r.TtftMs).ToArray();
+                            sorted.Sort((a, b) => a.TtftMs.CompareTo(b.TtftMs));
+                            var median = sorted[(sorted.Count - 1) / 2];
+                            double medianMs = sorted.Count % 2 == 1 ? median.TtftMs : (sorted[sorted.Count / 2 - 1].TtftMs + sorted[sorted.Count / 2].TtftMs) / 2;
+                            rows.Add(new BenchRow(c, p, threads, mine[k].Strategy, median.Partition.ToString(), medianMs, sorted[0].TtftMs, sorted[^1].TtftMs,
+                                inRunOrder, median));
                         }
                     }
                 }
@@ -168,8 +178,8 @@ public static class BenchTtftCommand
                 r.Baseline = $"{baseline.Strategy.Name()} P={baseline.Ranks}";
             }
         }
-        rows.Sort((a, b) => a.Tokens != b.Tokens ? a.Tokens.CompareTo(b.Tokens) : 0);
-        return rows;
+        // Stable: within one length, rows stay in measurement order (ranks, then strategies as listed).
+        return rows.OrderBy(r => r.Tokens).ToList();
     }
 
     private static int[] Prompt(int tokens, int vocab, int seed)

@@ -58,6 +58,11 @@ public sealed class PrefillOptions
         Description = "File with a P x P bandwidth matrix (rows: source rank; GB/s or with units)",
     };
 
+    public Option<string> PartitionTable { get; } = new("--partition-table")
+    {
+        Description = "KVR-S/KVR-P partition table (JSON from the planning tools) that answers --partition searched|predicted",
+    };
+
     public Option<string[]> Sidecar { get; } = new("--sidecar")
     {
         Description = "Background traffic on a link: SRC->DST:SHARE%:BURST/PERIOD (e.g. 1->2:50%:2ms/10ms); repeatable",
@@ -72,6 +77,7 @@ public sealed class PrefillOptions
         if (includeRanks) command.Options.Add(Ranks);
         if (includeStrategy) command.Options.Add(Strategy);
         command.Options.Add(Partition);
+        command.Options.Add(PartitionTable);
         command.Options.Add(Transport);
         command.Options.Add(ThreadsPerRank);
         command.Options.Add(LinkBandwidth);
@@ -133,7 +139,29 @@ public sealed class PrefillOptions
         var transport = ParseTransport(result.GetValue(Transport));
         int threads = ThreadsFor(result, ranks);
         var links = ReadLinks(result);
-        return new PrefillSettings(ranks, strategy, partition, transport, threads, links);
+        return new PrefillSettings(ranks, strategy, partition, transport, threads, links) { Planner = ReadPlanner(result, links) };
+    }
+
+    /// <summary>
+    /// What answers --partition searched|predicted: the --partition-table file (KVR-P interpolates it; KVR-S takes its
+    /// entry for exactly this rank count and length), or null (those words then ask for a calibration).
+    /// </summary>
+    public Func<PartitionKind, int, int, int[]?>? ReadPlanner(ParseResult result, LinkSettings links)
+    {
+        var path = result.GetValue(PartitionTable);
+        if (path == null) return null;
+        var table = Planning.PartitionTable.Load(path);
+        // The table is per bandwidth; without emulated links the fastest tabled bandwidth is the nearest.
+        double bandwidth = links.Bandwidth != null ? LinkShaper.ParseBandwidth(links.Bandwidth) : double.PositiveInfinity;
+        return (kind, tokens, ranks) =>
+        {
+            if (kind == PartitionKind.Predicted) return table.Predict(tokens, ranks, bandwidth);
+            foreach (var e in table.Entries)
+                if (e.Ranks == ranks && e.Tokens == tokens)
+                    return Planning.Partition.FromSplits(e.Splits, tokens);
+            throw new RunaheadException(
+                $"--partition searched: {path} has no KVR-S result for {ranks} ranks at {tokens} tokens; use --partition predicted to interpolate");
+        };
     }
 
     public int ThreadsFor(ParseResult result, int ranks)
@@ -185,6 +213,9 @@ public sealed record LinkSettings(string? Bandwidth, string? Latency, string? Ma
 public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, PartitionSpec Partition, RankTransport Transport,
     int ThreadsPerRank, LinkSettings Links)
 {
+    /// <summary>Answers --partition searched|predicted (null: no table).</summary>
+    public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
+
     /// <summary>Whether the run needs ranks at all (otherwise generate takes its single-process path).</summary>
     public bool IsParallel => Ranks > 1 || Strategy != PrefillStrategyKind.Single || Transport == RankTransport.Mpi;
 
@@ -210,8 +241,9 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
         }
 
         var started = System.Diagnostics.Stopwatch.StartNew();
-        using var host = await RankJobHosts.CreateAsync(Transport, modelPath, Ranks, ThreadsPerRank, Links.Build(Ranks), null, ct).ConfigureAwait(false);
-        var client = new PrefillClient(host);
+        using var host = await RankJobHosts.CreateAsync(Transport, modelPath, Ranks, ThreadsPerRank, Links.Build(Ranks), null, ct,
+            session.Model.Config.ContextLength).ConfigureAwait(false);
+        var client = new PrefillClient(host) { Planner = Planner };
         await client.WarmUpAsync(Strategy, ct).ConfigureAwait(false);
         double startupMs = started.Elapsed.TotalMilliseconds;
         var stopped = false;

@@ -64,4 +64,36 @@ public class GenerateRanksTests
         Assert.Contains(expected, err);
         Assert.Single(err.TrimEnd().Split('\n'));
     }
+
+    [SkippableFact]
+    public void Partition_table_answers_predicted_and_searched()
+    {
+        var model = Fixtures.Path("llama2c/stories260K.bin");
+        var dir = Directory.CreateTempSubdirectory("runahead-table-");
+        try
+        {
+            var path = Path.Combine(dir.FullName, "table.json");
+            var table = new Runahead.Planning.PartitionTable
+            {
+                Model = "stories260K", Calibration = "test",
+                Entries = [new(2, double.PositiveInfinity, 4, [0.5], 1), new(2, double.PositiveInfinity, 16, [0.75], 2)],
+            };
+            table.Save(path);
+            var expected = string.Join(',', table.Predict(10, 2, double.PositiveInfinity));
+            string[] common = ["generate", "--model", model, "--prompt-ids", "1,403,407,261,378,432,383,286,261,376", "-n", "3",
+                "--temperature", "0", "--ranks", "2", "--transport", "inproc", "--partition-table", path, "--json"];
+            var (rc, output, err) = Run([.. common, "--partition", "predicted"]);
+            Assert.True(rc == 0, err);
+            using (var doc = JsonDocument.Parse(output))
+                Assert.Equal(expected, doc.RootElement.GetProperty("partition").GetString());
+
+            (rc, _, err) = Run([.. common, "--partition", "searched"]);
+            Assert.Equal(1, rc);
+            Assert.Contains("no KVR-S result for 2 ranks at 10 tokens", err);
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
 }
