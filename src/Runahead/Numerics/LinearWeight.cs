@@ -59,7 +59,8 @@ public sealed class LinearWeight
             {
                 var panels = GC.AllocateUninitializedArray<ushort>(checked((int)packedElements), pinned: true);
                 PackRows(MemoryMarshal.Cast<byte, ushort>(stored), outFeatures, inFeatures, panels);
-                return new LinearWeight(null, panels, type == TensorType.F16 ? PanelType.F16 : PanelType.BF16, outFeatures, inFeatures, type);
+                var panelType = type == TensorType.BF16 ? PanelType.BF16 : HasInfOrNaN(panels) ? PanelType.F16 : PanelType.F16Finite;
+                return new LinearWeight(null, panels, panelType, outFeatures, inFeatures, type);
             }
             case TensorType.Q8_0:
             {
@@ -101,6 +102,13 @@ public sealed class LinearWeight
     private unsafe byte* PanelPointer() => _f32 is not null
         ? (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_f32))
         : (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_u16!));
+
+    private static bool HasInfOrNaN(ushort[] halves)
+    {
+        foreach (ushort h in halves)
+            if ((h & 0x7c00) == 0x7c00) return true;
+        return false;
+    }
 
     private static long PackedLength(int outFeatures, int inFeatures) =>
         (long)((outFeatures + NR - 1) / NR) * NR * inFeatures;

@@ -70,6 +70,38 @@ public class GemmTests
         LinearWeight.FromFloat32(new float[15], 5, 3).Forward(ReadOnlySpan<float>.Empty, 0, Span<float>.Empty, ComputePool.Single);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(9)]
+    public void F16InfinityAndNaNSurvivePacking(int m)
+    {
+        const int n = 40, k = 48;
+        var halves = new Half[n * k];
+        var r = new Random(3);
+        for (int i = 0; i < halves.Length; i++) halves[i] = (Half)(r.NextDouble() * 2 - 1);
+        halves[0 * k + 5] = Half.PositiveInfinity;
+        halves[1 * k + 7] = Half.NaN;
+        halves[2 * k + 1] = (Half)6e-8f; // subnormal
+        halves[35 * k + 3] = Half.NegativeInfinity;
+        var stored = System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
+        var dense = new float[n * k];
+        DType.ToFloat32(stored, TensorType.F16, dense);
+        var x = TestData.Floats(m * k, 4);
+        for (int i = 0; i < x.Length; i++) x[i] = Math.Abs(x[i]) + 0.1f;
+        var expected = new float[m * n];
+        GemmReference.Forward(x, dense, expected, m, n, k);
+        var actual = new float[m * n];
+        LinearWeight.FromStored(stored, TensorType.F16, n, k).Forward(x, m, actual, ComputePool.Single);
+        for (int t = 0; t < m; t++)
+        {
+            Assert.Equal(float.PositiveInfinity, actual[t * n]);
+            Assert.True(float.IsNaN(actual[t * n + 1]));
+            Assert.Equal(float.NegativeInfinity, actual[t * n + 35]);
+            for (int o = 2; o < n; o++)
+                if (o != 35) Assert.True(Math.Abs(expected[t * n + o] - actual[t * n + o]) <= 1e-4f, $"[{t},{o}]");
+        }
+    }
+
     [Fact]
     public void MemoryBytesCountsPackedPanels()
     {
