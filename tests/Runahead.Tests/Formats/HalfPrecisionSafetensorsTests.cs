@@ -38,3 +38,20 @@ public class HalfPrecisionSafetensorsTests
             Assert.True(Math.Abs(values[i] - expected[i]) <= tolerance * Math.Max(1, Math.Abs(expected[i])), $"element {i}");
     }
 }
+
+public class FalconTiedEmbeddingsTests
+{
+    [SkippableFact]
+    public void FalconWithoutLmHeadIsTiedEvenWhenConfigSaysOtherwise()
+    {
+        using var dir = new TempDir();
+        foreach (var f in new[] { "config.json", "model.safetensors" })
+            File.Copy(Fixtures.Path("hf/tiny-falcon-7b-style/" + f), dir.File(f));
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!.AsObject();
+        node["tie_word_embeddings"] = false;
+        File.WriteAllText(dir.File("config.json"), node.ToJsonString());
+        using var s = WeightSources.Open(dir.Path);
+        Assert.True(s.Config.TiedEmbeddings);
+        Assert.False(s.TryGetTensor("output.weight", out _));
+    }
+}
