@@ -88,7 +88,7 @@ public static class SimulateCommand
                             {
                                 PrefillStrategy.Kvr => planner.Plan(c, p),
                                 PrefillStrategy.Single => [c],
-                                _ => Partitions.Even(c, p),
+                                _ => Partition.Even(c, p),
                             };
                             string label = s == PrefillStrategy.Kvr ? planner.Name : s == PrefillStrategy.Single ? "-" : "even";
                             var r = sim.Run(s, chunks, timeline: tracePath != null);
@@ -103,7 +103,7 @@ public static class SimulateCommand
                 }
                 if (measurer != null)
                     foreach (var (chunks, seconds) in measurer.Measurements)
-                        stderr.WriteLine($"measured KVR {Partitions.Format(chunks)} on real ranks: {seconds * 1e3:0.000} ms");
+                        stderr.WriteLine($"measured KVR {Partition.Format(chunks)} on real ranks: {seconds * 1e3:0.000} ms");
                 if (parse.GetValue(json)) WriteJson(stdout, cal, cost, topology, results);
                 else WriteTable(stdout, cal, cost, topology, share > 0 ? $"background {share:P0} in {burstSeconds * 1e3:0.###} ms bursts on links {noisySpec}, seed {seedValue}" : null, results);
                 return 0;
@@ -136,7 +136,7 @@ public static class SimulateCommand
                 }
                 if (saveTable != null) t.Save(saveTable);
                 return new PredictedPartitionPlanner(t, bandwidth);
-            default: return new ExplicitPartitionPlanner(Partitions.ParseWeights(spec, "--partition"));
+            default: return new ExplicitPartitionPlanner(Partition.ParseWeights(spec, "--partition"));
         }
     }
 
@@ -234,7 +234,7 @@ public static class SimulateCommand
             var tsp = results.FirstOrDefault(x => x.Tokens == c && x.Ranks == p && x.Result.Strategy == PrefillStrategy.Tsp).Result;
             string speedup = tsp == null ? "" : (tsp.TtftSeconds / r.TtftSeconds).ToString("0.00", CultureInfo.InvariantCulture) + "x";
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{c,7} {p,5} {StrategyName(r.Strategy),-10} {part,-9} {r.TtftSeconds * 1e3,10:0.000} {speedup,7}  {r.GridLookups + "/" + r.FitLookups,8}  {Partitions.Format(r.Chunks)}"));
+                $"{c,7} {p,5} {StrategyName(r.Strategy),-10} {part,-9} {r.TtftSeconds * 1e3,10:0.000} {speedup,7}  {r.GridLookups + "/" + r.FitLookups,8}  {Partition.Format(r.Chunks)}"));
         }
     }
 

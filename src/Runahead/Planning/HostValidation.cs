@@ -53,8 +53,8 @@ public static class HostValidation
                 };
                 if (p > 1)
                 {
-                    cases.Add((PrefillStrategyKind.Tsp, PrefillStrategy.Tsp, "even", Partitions.Even(c, p)));
-                    cases.Add((PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "even", Partitions.Even(c, p)));
+                    cases.Add((PrefillStrategyKind.Tsp, PrefillStrategy.Tsp, "even", Partition.Even(c, p)));
+                    cases.Add((PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "even", Partition.Even(c, p)));
                     cases.Add((PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "searched", searched));
                 }
                 foreach (var (kind, simKind, label, chunks) in cases)

@@ -11,7 +11,7 @@ public interface IPartitionPlanner
 public sealed class EvenPartitionPlanner : IPartitionPlanner
 {
     public string Name => "even";
-    public int[] Plan(int tokens, int ranks) => Partitions.Even(tokens, ranks);
+    public int[] Plan(int tokens, int ranks) => Partition.Even(tokens, ranks);
 }
 
 /// <summary>Chunks proportional to given weights (one per rank).</summary>
@@ -23,7 +23,7 @@ public sealed class ExplicitPartitionPlanner(double[] weights) : IPartitionPlann
     {
         if (ranks != weights.Length)
             throw new RunaheadException($"--partition: {weights.Length} chunk weights given for {ranks} ranks");
-        return Partitions.FromWeights(weights, tokens);
+        return Partition.FromWeights(weights, tokens);
     }
 }
 

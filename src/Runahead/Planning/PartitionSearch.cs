@@ -68,7 +68,7 @@ public static class PartitionSearch
                 EnumerateCoarse(depth + 1, u + 1);
             }
         }
-        if (top.Count == 0) top.Offer(ToSplitPoints(Partitions.Even(tokens, ranks)), state.EvaluateSplits(ToSplitPoints(Partitions.Even(tokens, ranks))));
+        if (top.Count == 0) top.Offer(ToSplitPoints(Partition.Even(tokens, ranks)), state.EvaluateSplits(ToSplitPoints(Partition.Even(tokens, ranks))));
 
         int firstStep = Math.Max(1, tokens / units / 2);
         int[] best = [];
@@ -92,7 +92,7 @@ public static class PartitionSearch
             foreach (var (s, _) in refined)
             {
                 var chunks = ToChunks(s, tokens);
-                if (!seen.Add(Partitions.Format(chunks))) continue;
+                if (!seen.Add(Partition.Format(chunks))) continue;
                 if (seen.Count > options.Remeasure) break;
                 double m = measurer.Measure(chunks, options.CancellationToken);
                 if (m < bestMeasured) { bestMeasured = m; best = s; bestCost = state.EvaluateSplits(s); }

@@ -42,7 +42,7 @@ public sealed class PartitionTable
                 foreach (int c in tokens)
                 {
                     var r = PartitionSearch.Search(objective, c, p, options);
-                    entries.Add(new PartitionTableEntry(p, bw, c, Partitions.ToSplits(r.Chunks), r.Cost));
+                    entries.Add(new PartitionTableEntry(p, bw, c, Partition.ToSplits(r.Chunks), r.Cost));
                 }
             }
         }
@@ -74,7 +74,7 @@ public sealed class PartitionTable
             double w = double.IsInfinity(up) ? 0 : (Math.Log(bandwidthBytesPerSecond) - Math.Log(lo)) / (Math.Log(up) - Math.Log(lo));
             for (int i = 0; i < splits.Length; i++) splits[i] = a[i] + w * (b[i] - a[i]);
         }
-        return Partitions.FromSplits(splits, tokens);
+        return Partition.FromSplits(splits, tokens);
     }
 
     private static void InterpolateTokens(PartitionTableEntry[] entries, double bandwidth, int tokens, double[] splits)

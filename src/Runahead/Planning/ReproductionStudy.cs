@@ -112,7 +112,7 @@ public static class ReproductionStudy
                 {
                     foreach (int c in options.Tokens)
                     {
-                        var even = Partitions.Even(c, p);
+                        var even = Partition.Even(c, p);
                         var searchClock = Stopwatch.StartNew();
                         var searched = PartitionSearch.Search(new SimulatedTtft(sim), c, p, searchOptions);
                         searchClock.Stop();
@@ -153,7 +153,7 @@ public static class ReproductionStudy
 
                 foreach (int p in options.NoiseRanks.Where(p => p <= options.NoiseTokens))
                 {
-                    var even = Partitions.Even(options.NoiseTokens, p);
+                    var even = Partition.Even(options.NoiseTokens, p);
                     // Partitions are chosen on clean links: a planner cannot know when sidecar traffic will come.
                     var searched = PartitionSearch.Search(new SimulatedTtft(sim), options.NoiseTokens, p, searchOptions).Chunks;
                     var noisyLinks = NoisyLinks(p);
@@ -217,7 +217,7 @@ public static class ReproductionStudy
         {
             double paper = 0.5 * (1.0 / p + 1.0 / ((double)p * p));
             double searched = PartitionSearch.Search(new SimulatedTtft(sim), c, p, searchOptions).Cost;
-            var even = Partitions.Even(c, p);
+            var even = Partition.Even(c, p);
             result.Add(new BoundPoint(p, paper, searched / denseSingle, sim.Ttft(PrefillStrategy.Kvr, even) / denseSingle,
                 sim.Ttft(PrefillStrategy.TspCausal, even) / denseSingle));
         }

@@ -68,7 +68,7 @@ public class PartitionSearchTests(ITestOutputHelper output)
         foreach (int p in new[] { 2, 4, 8 })
         {
             var r = PartitionSearch.Search(new SimulatedTtft(sim), 8192, p);
-            Assert.True(r.Cost <= sim.Ttft(PrefillStrategy.Kvr, Partitions.Even(8192, p)) + 1e-15);
+            Assert.True(r.Cost <= sim.Ttft(PrefillStrategy.Kvr, Partition.Even(8192, p)) + 1e-15);
             Assert.Equal(r.Cost, sim.Ttft(PrefillStrategy.Kvr, r.Chunks), 12);
         }
     }
@@ -80,7 +80,7 @@ public class PartitionSearchTests(ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         var r = PartitionSearch.Search(new SimulatedTtft(sim), 16384, 8);
         clock.Stop();
-        output.WriteLine($"KVR-S 8 x 16k: {clock.Elapsed.TotalSeconds:0.000} s, {r.Evaluations} evaluations, {Partitions.Format(r.Chunks)}, {r.Cost * 1e3:0.000} ms");
+        output.WriteLine($"KVR-S 8 x 16k: {clock.Elapsed.TotalSeconds:0.000} s, {r.Evaluations} evaluations, {Partition.Format(r.Chunks)}, {r.Cost * 1e3:0.000} ms");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"took {clock.Elapsed}");
         Assert.True(r.Chunks[0] > r.Chunks[^1], "KVR-S should front-load");
     }

@@ -34,7 +34,7 @@ public class SimulatorTests
             var sim = new Simulator(cost, LinkTopology.Uniform(double.PositiveInfinity, 0));
             foreach (int p in Ranks)
             {
-                var even = Partitions.Even(tokens, p);
+                var even = Partition.Even(tokens, p);
                 double kvr = sim.Ttft(PrefillStrategy.Kvr, even);
                 Assert.True(kvr <= sim.Ttft(PrefillStrategy.Tsp, even) * (1 + 1e-12), $"P={p}");
                 Assert.True(kvr <= sim.Ttft(PrefillStrategy.TspCausal, even) * (1 + 1e-12), $"P={p}");
@@ -51,7 +51,7 @@ public class SimulatorTests
         {
             foreach (int p in Ranks)
             {
-                int[] chunks = p == 3 ? [3000, 2000, 1000] : Partitions.Even(6000, p);
+                int[] chunks = p == 3 ? [3000, 2000, 1000] : Partition.Even(6000, p);
                 double previous = double.PositiveInfinity;
                 foreach (double bw in bandwidths)
                 {
@@ -68,7 +68,7 @@ public class SimulatorTests
     {
         var cost = PlanningData.Mixed();
         var clean = LinkTopology.Uniform(2e9, 5e-6);
-        var chunks = Partitions.Even(8192, 4);
+        var chunks = Partition.Even(8192, 4);
         foreach (var strategy in new[] { PrefillStrategy.Kvr, PrefillStrategy.Tsp })
         {
             double baseline = new Simulator(cost, clean).Ttft(strategy, chunks);
@@ -88,10 +88,10 @@ public class SimulatorTests
     public void NoisyRunsRepeatExactlyForOneSeed()
     {
         var topo = LinkTopology.Uniform(1e9, 0).WithBackground(new BackgroundTraffic(0.5, 1e-3, 1e-3, 42), [(0, 1), (1, 2)]);
-        var chunks = Partitions.Even(4096, 3);
+        var chunks = Partition.Even(4096, 3);
         double a = new Simulator(PlanningData.Mixed(), topo).Ttft(PrefillStrategy.Kvr, chunks);
         var sim = new Simulator(PlanningData.Mixed(), topo);
-        sim.Ttft(PrefillStrategy.Kvr, Partitions.Even(2048, 3));
+        sim.Ttft(PrefillStrategy.Kvr, Partition.Even(2048, 3));
         Assert.Equal(a, sim.Ttft(PrefillStrategy.Kvr, chunks), 12);
     }
 
@@ -103,7 +103,7 @@ public class SimulatorTests
         Assert.True(frontLoaded < sim.Ttft(PrefillStrategy.Kvr, [3, 3, 3]));
         Assert.True(frontLoaded < sim.Ttft(PrefillStrategy.Kvr, [2, 3, 4]));
         var best = PartitionSearch.Search(new SimulatedTtft(sim), 9, 3);
-        Assert.True(best.Chunks[0] > best.Chunks[2], Partitions.Format(best.Chunks));
+        Assert.True(best.Chunks[0] > best.Chunks[2], Partition.Format(best.Chunks));
     }
 
     [Fact]
@@ -186,7 +186,7 @@ public class LinkModelTests
             for (int j = 0; j < 4; j++)
                 matrix[i, j] = fast;
         var uniform = new Simulator(cost, LinkTopology.Uniform(fast, 5e-6));
-        var chunks = Partitions.Even(8192, 4);
+        var chunks = Partition.Even(8192, 4);
         var sameAsUniform = new Simulator(cost, LinkTopology.FromMatrix(matrix, 5e-6));
         Assert.Equal(uniform.Ttft(PrefillStrategy.Kvr, chunks), sameAsUniform.Ttft(PrefillStrategy.Kvr, chunks), 12);
         matrix[2, 3] = 1e8;
@@ -195,7 +195,7 @@ public class LinkModelTests
         Assert.True(slow.TtftSeconds > clean.TtftSeconds);
         Assert.Equal(clean.Total(2, SimSpanKind.Wait), slow.Total(2, SimSpanKind.Wait), 12);
         Assert.True(slow.Total(3, SimSpanKind.Wait) > clean.Total(3, SimSpanKind.Wait));
-        Assert.Throws<RunaheadException>(() => new Simulator(cost, LinkTopology.FromMatrix(matrix, 0)).Ttft(PrefillStrategy.Kvr, Partitions.Even(100, 5)));
+        Assert.Throws<RunaheadException>(() => new Simulator(cost, LinkTopology.FromMatrix(matrix, 0)).Ttft(PrefillStrategy.Kvr, Partition.Even(100, 5)));
     }
 
     [Fact]

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace Runahead.Planning;
 
 /// <summary>Chunk sizes of a prompt split over ranks: rank i gets tokens [S_{i-1}, S_i).</summary>
-public static class Partitions
+public static class Partition
 {
     /// <summary>Even split; the remainder goes to the first ranks (the cheaper side for KV-Runahead).</summary>
     public static int[] Even(int tokens, int ranks)
