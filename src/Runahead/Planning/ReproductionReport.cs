@@ -93,7 +93,9 @@ public static class ReproductionReport
             L();
         }
         double searchMax = r.Points.Count == 0 ? 0 : r.Points.Max(p => p.SearchSeconds);
-        L($"Each KVR-S search took at most {F(searchMax, "0.00")} s of one core here (the paper's search on real runs: 33 h for 8 GPUs at 16k).");
+        // Rounded coarsely so that regenerating the document on a busy or idle machine gives the same text.
+        string searchTime = searchMax < 1 ? "under a second" : $"at most {Math.Ceiling(searchMax):0} s";
+        L($"Each KVR-S search took {searchTime} of one core here (the paper's search on real runs: 33 h for 8 GPUs at 16k).");
         if (figures.TryGetValue("trace", out var trace))
             L($"The wavefront of one run ({Escape(r.ExampleTitle)}) is in [figures/{trace}](figures/{trace}) (Chrome trace-event JSON: open it in https://ui.perfetto.dev).");
         L();
