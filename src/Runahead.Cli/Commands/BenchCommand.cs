@@ -10,6 +10,7 @@ public static class BenchCommand
         var cmd = new Command("bench", "Benchmarks: gemm, prefill, ttft");
         cmd.Subcommands.Add(BenchGemmCommand.Build());
         cmd.Subcommands.Add(BenchPrefillCommand.Build());
+        cmd.Subcommands.Add(BenchTtftCommand.Build());
         return cmd;
     }
 }

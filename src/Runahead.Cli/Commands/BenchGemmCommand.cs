@@ -64,8 +64,8 @@ public static class BenchGemmCommand
         bool asJson = parse.GetValue(json);
         var results = new List<GemmBenchmarkResult>();
         if (!asJson)
-            output.WriteLine($"{"M",6} {"N",6} {"K",6} {"dtype",5} {"thr",3} {"ours GF/s",10} {"ms",9} {"cpu GF/s",9}" +
-                (blas is null ? "" : $" {"OpenBLAS",10} {"ms",9} {"cpu GF/s",9} {"ratio",6} {"cpu ratio",9}"));
+            output.WriteLine($"{"M",6} {"N",6} {"K",6} {"dtype",5} {"thr",3} {"ours GF/s",10} {"best",7}" +
+                (blas is null ? "" : $" {"OpenBLAS",10} {"best",7} {"ratio",6} {"best ratio",10}"));
         foreach (int th in threadCounts)
             foreach (var type in types)
                 foreach (int mm in ms)
@@ -83,11 +83,10 @@ public static class BenchGemmCommand
     private static string FormatRow(GemmBenchmarkResult r)
     {
         var ci = CultureInfo.InvariantCulture;
-        string row = string.Format(ci, "{0,6} {1,6} {2,6} {3,5} {4,3} {5,10:F1} {6,9:F3} {7,9:F1}", r.M, r.N, r.K,
-            r.DType.ToString().ToLowerInvariant(), r.Threads, r.OursGflops, r.OursMedianMs, r.OursCpuGflops);
+        string row = string.Format(ci, "{0,6} {1,6} {2,6} {3,5} {4,3} {5,10:F1} {6,7:F1}", r.M, r.N, r.K,
+            r.DType.ToString().ToLowerInvariant(), r.Threads, r.OursGflops, r.OursBestGflops);
         if (r.OpenBlasGflops is double t)
-            row += string.Format(ci, " {0,10:F1} {1,9:F3} {2,9:F1} {3,6:F3} {4,9:F3}", t, r.OpenBlasMedianMs, r.OpenBlasCpuGflops,
-                r.Ratio, r.OursCpuGflops / r.OpenBlasCpuGflops);
+            row += string.Format(ci, " {0,10:F1} {1,7:F1} {2,6:F3} {3,10:F3}", t, r.OpenBlasBestGflops, r.Ratio, r.BestRatio);
         return row;
     }
 
@@ -99,6 +98,7 @@ public static class BenchGemmCommand
             w.WriteStartObject();
             w.WriteString("benchmark", "gemm");
             w.WriteNumber("processorCount", Environment.ProcessorCount);
+            w.WriteString("units", "GFLOP/s = 2MNK / time; ours, theirs, ratio: median repeat; *Best: fastest repeat");
             if (blas is not null) w.WriteString("compare", blas.LibraryName);
             w.WriteStartArray("cases");
             foreach (var r in results)
@@ -110,14 +110,13 @@ public static class BenchGemmCommand
                 w.WriteString("dtype", r.DType.ToString().ToLowerInvariant());
                 w.WriteNumber("threads", r.Threads);
                 w.WriteNumber("ours", r.OursGflops);
-                w.WriteNumber("oursMs", r.OursMedianMs);
-                w.WriteNumber("oursCpu", r.OursCpuGflops);
+                w.WriteNumber("oursBest", r.OursBestGflops);
                 if (r.OpenBlasGflops is double t)
                 {
                     w.WriteNumber("theirs", t);
-                    w.WriteNumber("theirsMs", r.OpenBlasMedianMs!.Value);
-                    w.WriteNumber("theirsCpu", r.OpenBlasCpuGflops!.Value);
+                    w.WriteNumber("theirsBest", r.OpenBlasBestGflops!.Value);
                     w.WriteNumber("ratio", r.Ratio!.Value);
+                    w.WriteNumber("ratioBest", r.BestRatio!.Value);
                 }
                 else
                 {

@@ -36,6 +36,8 @@ public static class GenerateCommand
         var cmd = new Command("generate", "Generate text from a prompt");
         foreach (var o in new Option[] { model, tokenizer, prompt, promptFile, promptIds, count, temperature, topK, topP, repeatPenalty, seed, threads, ctxSize, json })
             cmd.Options.Add(o);
+        var parallel = new PrefillOptions();   // --ranks --strategy --partition --transport ... (strat helper)
+        parallel.AddTo(cmd, includeRanks: true);
 
         cmd.SetAction(async (parse, ct) =>
         {
@@ -51,7 +53,7 @@ public static class GenerateCommand
                         Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK), TopP = parse.GetValue(topP),
                         RepeatPenalty = parse.GetValue(repeatPenalty), Seed = parse.GetValue(seed),
                     });
-                return await RunAsync(request, stdout, stderr, ct).ConfigureAwait(false);
+                return await RunAsync(request, parallel.Read(parse), stdout, stderr, ct).ConfigureAwait(false);
             }
             catch (RunaheadException e)
             {
@@ -71,7 +73,7 @@ public static class GenerateCommand
     private sealed record Request(string? Model, string? Tokenizer, string? Prompt, string? PromptFile, string? PromptIds,
         int Count, int Threads, int? ContextSize, bool Json, SamplingOptions Sampling);
 
-    private static async Task<int> RunAsync(Request r, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    private static async Task<int> RunAsync(Request r, PrefillSettings prefill, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         int given = (r.Prompt != null ? 1 : 0) + (r.PromptFile != null ? 1 : 0) + (r.PromptIds != null ? 1 : 0);
         if (given > 1) throw new RunaheadException("give only one of --prompt, --prompt-file and --prompt-ids");
@@ -94,6 +96,7 @@ public static class GenerateCommand
         session.Generator.ValidatePrompt(ids);
 
         var options = new GenerationOptions { MaxNewTokens = r.Count, Sampling = r.Sampling };
+        if (prefill.IsParallel) return await prefill.GenerateAsync(modelPath, session, ids, options, r.Json, stdout, stderr, ct).ConfigureAwait(false);
         var generated = new System.Text.StringBuilder();
         string promptText = session.Tokenizer != null ? new TextStreamer(session.Tokenizer, ids).Prefix : "";
         if (!r.Json) { stdout.Write(promptText); stdout.Flush(); }

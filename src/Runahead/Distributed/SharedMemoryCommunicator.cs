@@ -228,10 +228,13 @@ internal sealed unsafe class SharedMemoryCommunicator : CommunicatorBase
         }
     }
 
-    private void ThrowIfAborted()
+    internal void ThrowIfAborted()
     {
         if (_segment.IsAborted) throw _segment.AbortException()!;
     }
+
+    /// <summary>Marks this rank as the failed one for the whole group (its peers stop waiting within milliseconds).</summary>
+    internal void Abort(string reason) => _segment.Abort(Rank, reason);
 
     public override void Dispose()
     {

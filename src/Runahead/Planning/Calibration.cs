@@ -24,6 +24,9 @@ public sealed class Calibration
     public int KvBytesPerElement { get; init; } = 2;
 
     public double? CopyBytesPerSecond { get; init; }
+
+    /// <summary>Measured fp16 matrix-multiply throughput of the device (H200 file: fp16_matmul_TFLOPs).</summary>
+    public double? MatmulTflops { get; init; }
     public double? TransportBytesPerSecond { get; init; }
     public double? TransportLatencySeconds { get; init; }
     public string? TransportMethod { get; init; }
@@ -110,6 +113,7 @@ public sealed class Calibration
                 double v = GetPositive(meta, name, $"{source}: meta", required: false);
                 return v * factor;
             }
+            double tflops = Opt("fp16_matmul_TFLOPs", 1);
             double copy = Opt("copy_GBps", 1e9), bw = Opt("transport_GBps", 1e9), lat = Opt("transport_latency_us", 1e-6);
             return new Calibration
             {
@@ -118,6 +122,7 @@ public sealed class Calibration
                 IsRunaheadFormat = ours,
                 KvBytesPerElement = kvBytes,
                 CopyBytesPerSecond = double.IsNaN(copy) ? null : copy,
+                MatmulTflops = double.IsNaN(tflops) ? null : tflops,
                 TransportBytesPerSecond = double.IsNaN(bw) ? null : bw,
                 TransportLatencySeconds = double.IsNaN(lat) ? null : lat,
                 TransportMethod = meta.ValueKind == JsonValueKind.Object ? GetString(meta, "transport_method") : null,
@@ -186,8 +191,11 @@ public sealed class Calibration
         var dense = mine.Select(r => (r.C, r.P, r.DenseMs * 1e-3)).ToArray();
         var causalFit = CostFit.Fit(causal);
         var denseFit = CostFit.Fit(dense);
-        var qkvRows = mine.Where(r => !double.IsNaN(r.QkvMs)).Select(r => (r.C, 0, r.QkvMs * 1e-3)).ToArray();
-        bool measuredQkv = qkvRows.Length == mine.Length;
+        bool measuredQkv = mine.All(r => !double.IsNaN(r.QkvMs));
+        // t_qkv does not depend on p: one value per c, the mean over the prefixes it was measured with.
+        var qkvRows = measuredQkv
+            ? mine.GroupBy(r => r.C).Select(g => (g.Key, 0, g.Average(r => r.QkvMs) * 1e-3)).ToArray()
+            : [];
         double share = ShapeCatalog.QkvLinearShare(shape);
         string notes;
         CostGrid? qkvGrid = null;

@@ -42,6 +42,22 @@ public sealed class CostGrid
         return a + w * (b - a);
     }
 
+    /// <summary>
+    /// The point of the grid nearest to (c, p) along each axis: c clamped to the measured range, then p clamped to the
+    /// p range both neighbouring rows cover (evaluating there gives NaN only when those rows share no p range).
+    /// </summary>
+    public (int C, int P) Clamp(int c, int p)
+    {
+        int cc = Math.Clamp(c, _cs[0], _cs[^1]);
+        int hi = Array.BinarySearch(_cs, cc);
+        int lo;
+        if (hi >= 0) lo = hi;
+        else { hi = ~hi; lo = hi - 1; }
+        int minP = Math.Max(_ps[lo][0], _ps[hi][0]);
+        int maxP = Math.Min(_ps[lo][^1], _ps[hi][^1]);
+        return (cc, Math.Clamp(p, minP, Math.Max(minP, maxP)));
+    }
+
     private double Row(int r, int p)
     {
         var ps = _ps[r];

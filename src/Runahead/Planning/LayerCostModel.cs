@@ -64,9 +64,29 @@ public sealed class LayerCostModel
     public double Layer(int c, int p, out bool fromGrid)
     {
         if (c <= 0) { fromGrid = true; return 0; }
-        double v = _causalGrid?.Evaluate(c, p) ?? double.NaN;
+        return Lookup(_causalGrid, CausalFit, c, p, out fromGrid);
+    }
+
+    /// <summary>
+    /// Inside the grid: interpolation. Outside: the fit, shifted by the grid's residual at the nearest grid point, so
+    /// the cost is continuous at the grid's edge (a bare fit there would make chunks just outside the grid look
+    /// cheaper or dearer than their neighbours inside, and the search would chase that step).
+    /// </summary>
+    private static double Lookup(CostGrid? grid, CostFit fit, int c, int p, out bool fromGrid)
+    {
+        if (grid == null)
+        {
+            fromGrid = false;
+            return fit.Evaluate(c, p);
+        }
+        double v = grid.Evaluate(c, p);
         fromGrid = !double.IsNaN(v);
-        return fromGrid ? v : CausalFit.Evaluate(c, p);
+        if (fromGrid) return v;
+        var (cc, pc) = grid.Clamp(c, p);
+        double edge = grid.Evaluate(cc, pc);
+        double f = fit.Evaluate(c, p);
+        if (double.IsNaN(edge)) return f;
+        return Math.Max(0.1 * f, f + edge - fit.Evaluate(cc, pc));
     }
 
     /// <summary>Whole-layer cost with the c x (p + c) score block computed in full, then masked (the paper's TSP).</summary>
@@ -74,9 +94,7 @@ public sealed class LayerCostModel
     {
         // With no prefix the dense and causal blocks are the same square, so the two must agree exactly (P = 1).
         if (p == 0) return Layer(c, 0, out fromGrid);
-        double v = _denseGrid?.Evaluate(c, p) ?? double.NaN;
-        fromGrid = !double.IsNaN(v);
-        return fromGrid ? v : DenseFit.Evaluate(c, p);
+        return Lookup(_denseGrid, DenseFit, c, p, out fromGrid);
     }
 
     public double Qkv(int c)
@@ -84,8 +102,7 @@ public sealed class LayerCostModel
         if (c <= 0) return 0;
         if (_qkvGrid != null)
         {
-            double v = _qkvGrid.Evaluate(c, 0);
-            return double.IsNaN(v) ? QkvFit.Evaluate(c, 0) : v;
+            return Lookup(_qkvGrid, QkvFit, c, 0, out _);
         }
         return _derivedQkvShare * CausalFit.Linear(c);
     }
@@ -100,7 +117,7 @@ public sealed class LayerCostModel
         var sb = new System.Text.StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"cost model for {Model}: ");
         sb.Append(Source == CostSource.Hybrid && _causalGrid != null
-            ? $"bilinear interpolation inside the measured grid (c {_causalGrid.MinC}..{_causalGrid.MaxC}, p 0..{_causalGrid.MaxP}), least-squares fit outside"
+            ? $"bilinear interpolation inside the measured grid (c {_causalGrid.MinC}..{_causalGrid.MaxC}, p 0..{_causalGrid.MaxP}), least-squares fit outside (shifted to meet the grid at its edge)"
             : "least-squares fit everywhere");
         sb.Append(CultureInfo.InvariantCulture, $"; causal {CausalFit}; dense {DenseFit}; {Notes}");
         return sb.ToString();

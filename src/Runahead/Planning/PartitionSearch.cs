@@ -11,7 +11,7 @@ public sealed class PartitionSearchOptions
     public int Refine { get; init; } = 4;
 
     /// <summary>Largest full neighbourhood (3^(P-1) points) tried per refinement step; beyond it, one split at a time.</summary>
-    public int MaxNeighbourhood { get; init; } = 2187;
+    public int MaxNeighbourhood { get; init; } = 81;
 
     public int MinChunk { get; init; } = 1;
 
@@ -77,6 +77,7 @@ public static class PartitionSearch
         foreach (var (start, startCost) in top.Items)
         {
             var (s, c) = Refine(state, start, startCost, firstStep, options.MaxNeighbourhood);
+            (s, c) = NelderMead(state, s, c, firstStep * 2);
             (s, c) = Polish(state, s, c, firstStep);
             refined.Add((s, c));
             if (c < bestCost) { bestCost = c; best = s; }
@@ -177,6 +178,99 @@ public static class PartitionSearch
             step = Math.Max(1, step / 2);
         }
         return (center, centerCost);
+    }
+
+    /// <summary>
+    /// Nelder-Mead on the split points (rounded when evaluated), restarted from its best point while that helps.
+    /// TTFT is a max over paths, so its minimum sits where several paths tie: a ridge that moves along no axis.
+    /// Grid and coordinate steps stall on such ridges; the simplex adapts its shape and walks along them.
+    /// </summary>
+    private static (int[] Splits, double Cost) NelderMead(SearchState state, int[] start, double startCost, int size)
+    {
+        int n = start.Length;
+        var best = (int[])start.Clone();
+        double bestCost = startCost;
+        var rounded = new int[n];
+        double Eval(double[] x)
+        {
+            for (int j = 0; j < n; j++) rounded[j] = (int)Math.Round(x[j]);
+            return state.Valid(rounded) ? state.EvaluateSplits(rounded) : double.PositiveInfinity;
+        }
+        for (int restart = 0; restart < 4 && size >= 1; restart++)
+        {
+            var pts = new double[n + 1][];
+            var f = new double[n + 1];
+            for (int k = 0; k <= n; k++)
+            {
+                pts[k] = new double[n];
+                for (int j = 0; j < n; j++) pts[k][j] = best[j];
+                if (k > 0) pts[k][k - 1] += (k & 1) == 1 ? size : -size;
+                f[k] = Eval(pts[k]);
+            }
+            var centroid = new double[n];
+            var xr = new double[n];
+            var xe = new double[n];
+            var xc = new double[n];
+            for (int iter = 0; iter < 200 * n; iter++)
+            {
+                // Order: best first.
+                Array.Sort(f, pts);
+                if (f[n] - f[0] <= 1e-12 * Math.Abs(f[0]) && Spread(pts) < 0.5) break;
+                Array.Clear(centroid);
+                for (int k = 0; k < n; k++)
+                    for (int j = 0; j < n; j++) centroid[j] += pts[k][j] / n;
+                for (int j = 0; j < n; j++) xr[j] = centroid[j] + (centroid[j] - pts[n][j]);
+                double fr = Eval(xr);
+                if (fr < f[0])
+                {
+                    for (int j = 0; j < n; j++) xe[j] = centroid[j] + 2 * (centroid[j] - pts[n][j]);
+                    double fe = Eval(xe);
+                    if (fe < fr) { xe.CopyTo(pts[n], 0); f[n] = fe; }
+                    else { xr.CopyTo(pts[n], 0); f[n] = fr; }
+                    continue;
+                }
+                if (fr < f[n - 1])
+                {
+                    xr.CopyTo(pts[n], 0);
+                    f[n] = fr;
+                    continue;
+                }
+                bool outside = fr < f[n];
+                for (int j = 0; j < n; j++)
+                    xc[j] = outside ? centroid[j] + 0.5 * (xr[j] - centroid[j]) : centroid[j] + 0.5 * (pts[n][j] - centroid[j]);
+                double fc = Eval(xc);
+                if (fc < (outside ? fr : f[n]))
+                {
+                    xc.CopyTo(pts[n], 0);
+                    f[n] = fc;
+                    continue;
+                }
+                for (int k = 1; k <= n; k++)
+                {
+                    for (int j = 0; j < n; j++) pts[k][j] = pts[0][j] + 0.5 * (pts[k][j] - pts[0][j]);
+                    f[k] = Eval(pts[k]);
+                }
+            }
+            Array.Sort(f, pts);
+            if (f[0] < bestCost)
+            {
+                bestCost = f[0];
+                for (int j = 0; j < n; j++) best[j] = (int)Math.Round(pts[0][j]);
+            }
+            else
+            {
+                size /= 2;
+            }
+        }
+        return (best, bestCost);
+    }
+
+    private static double Spread(double[][] pts)
+    {
+        double m = 0;
+        for (int k = 1; k < pts.Length; k++)
+            for (int j = 0; j < pts[0].Length; j++) m = Math.Max(m, Math.Abs(pts[k][j] - pts[0][j]));
+        return m;
     }
 
     /// <summary>Coordinate descent on chunk pairs: move delta tokens from chunk a to chunk b while it helps.</summary>

@@ -15,6 +15,12 @@ public sealed class PartitionTable
 {
     public const string FormatName = "runahead-partition-table/1";
 
+    /// <summary>
+    /// Context lengths a table holds by default: 1k to 16k at steps of x1.5 / x1.33. Near a link-bound optimum TTFT
+    /// has a sharp kink in the split, so the table must be dense enough that interpolation stays near it.
+    /// </summary>
+    public static IReadOnlyList<int> DefaultTokens { get; } = [1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384];
+
     public required string Model { get; init; }
     public required string Calibration { get; init; }
     public double LatencySeconds { get; init; }

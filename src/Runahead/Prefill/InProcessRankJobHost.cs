@@ -20,12 +20,12 @@ public sealed class InProcessRankJobHost : IRankJobHost
         for (int r = 0; r < _models.Length; r++) _executors[r] = new RankJobExecutor(_models[r], _group[r]);
     }
 
-    public static InProcessRankJobHost Load(string modelPath, int ranks, int threadsPerRank, LinkShaper? links = null)
+    public static InProcessRankJobHost Load(string modelPath, int ranks, int threadsPerRank, LinkShaper? links = null, int? contextLength = null)
     {
         var models = new List<Model>(ranks);
         try
         {
-            for (int r = 0; r < ranks; r++) models.Add(Model.Load(modelPath, new ModelLoadOptions { Threads = threadsPerRank }));
+            for (int r = 0; r < ranks; r++) models.Add(Model.Load(modelPath, new ModelLoadOptions { Threads = threadsPerRank, ContextLength = contextLength }));
             return new InProcessRankJobHost(models, links);
         }
         catch

@@ -61,15 +61,9 @@ public sealed class KvRunaheadPrefill : RankPrefill
             t = rec.Mark(SpanKind.Compute, l, t);
 
             // The send buffer is reused by the next layer: make sure the transport is done with it.
-            if (!sending.IsCompleted)
-            {
-                await sending.ConfigureAwait(false);
-                t = rec.Mark(SpanKind.Send, l, t);
-            }
-            else
-            {
-                await sending.ConfigureAwait(false);
-            }
+            bool pending = !sending.IsCompleted;
+            await sending.ConfigureAwait(false);
+            if (pending) t = rec.Mark(SpanKind.Send, l, t);
         }
         return job.IsLast ? cache : null;
     }

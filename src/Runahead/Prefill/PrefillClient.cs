@@ -29,6 +29,17 @@ public sealed class PrefillClient
     /// <summary>Answers --partition searched/predicted; null: those give the "run calibrate" error.</summary>
     public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
 
+    /// <summary>
+    /// One short untimed job so that the ranks' first real prompt does not pay for just-in-time compilation and first
+    /// touches of the weights (part of start-up, like process start and model load).
+    /// </summary>
+    public async Task WarmUpAsync(PrefillStrategyKind strategy, CancellationToken ct)
+    {
+        var ids = new int[Math.Max(2 * Ranks, 8)];
+        Array.Fill(ids, 1);
+        await RunAsync(ids, strategy, PartitionSpec.Even, 2, SamplingOptions.Greedy, null, false, null, ct).ConfigureAwait(false);
+    }
+
     /// <param name="onToken">Called with each generated id as it arrives (on the host's thread; keep it short).</param>
     public async Task<PrefillRun> RunAsync(ReadOnlyMemory<int> promptIds, PrefillStrategyKind strategy, PartitionSpec partitionSpec,
         int maxNewTokens, SamplingOptions? sampling, IReadOnlyList<int>? stopIds, bool returnLogits, Action<int>? onToken, CancellationToken ct)

@@ -41,6 +41,14 @@ public class GemmTests
     }
 
     [Fact]
+    public void LargeWeightsArePackedInParallelCorrectly()
+    {
+        using var pool = new ComputePool(2);
+        Check(2, 1027, 1024, TensorType.F32, pool, seed: 5);
+        Check(9, 1027, 1024, TensorType.BF16, pool, seed: 6);
+    }
+
+    [Fact]
     public void Vector256FallbackMatchesReference()
     {
         bool saved = GemmMicroKernels.UseVector512;
@@ -142,5 +150,22 @@ public class GemmTests
         var actual = new float[m * n];
         weight.Forward(x, m, actual, pool);
         TestData.AssertClose(expected, actual, scale, 1e-5f);
+    }
+}
+
+public class DTypeTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(31)]
+    [InlineData(32)]
+    [InlineData(100)]
+    public void Bf16DecodingMatchesScalar(int count)
+    {
+        var bytes = TestData.Stored(Runahead.Formats.TensorType.BF16, 1, count, count);
+        var fast = new float[count];
+        DType.ToFloat32(bytes, Runahead.Formats.TensorType.BF16, fast);
+        for (int i = 0; i < count; i++)
+            Assert.Equal(DType.Bf16ToFloat(BitConverter.ToUInt16(bytes, 2 * i)), fast[i]);
     }
 }

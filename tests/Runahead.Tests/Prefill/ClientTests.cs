@@ -1,3 +1,4 @@
+using Runahead.Distributed;
 using Runahead.Generation;
 using Runahead.Models;
 using Runahead.Prefill;
@@ -35,6 +36,26 @@ public class ClientTests
         foreach (var t in run.RankTimings)
             Assert.Equal(run.TtftMs, t.ComputeMs + t.WaitKvMs + t.SendMs + t.IdleMs, 3);
         Assert.True(run.RankTimings[^1].ComputeMs > 0);
+    }
+
+    [Theory]
+    [InlineData("tsp")]
+    [InlineData("kvr")]
+    public async Task Emulated_slow_links_change_timing_not_results(string strategy)
+    {
+        using var reference = SynthWeightSource.LoadTiny();
+        var prompt = PrefillReference.Prompt(40, reference.Config.VocabSize);
+        var (expectedLogits, expectedIds) = PrefillReference.Single(reference, prompt, 4);
+        // 20 MB/s and 100 us per message: a layer's K,V hand-off (a few KiB) takes a visible fraction of a millisecond.
+        var links = new LinkShaper(3, 20e6, TimeSpan.FromMilliseconds(0.1));
+        links.AddSidecar(1, 2, 0.5, TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(3), seed: 5);
+        using var host = new InProcessRankJobHost(Enumerable.Range(0, 3).Select(_ => SynthWeightSource.LoadTiny()).ToArray(), links);
+        var client = new PrefillClient(host);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var run = await client.RunAsync(prompt, PrefillStrategyNames.Parse(strategy), PartitionSpec.Parse("20,12,8"), 4, null, null, true, null, timeout.Token);
+        PrefillReference.AssertClose(expectedLogits, run.Logits!, strategy + " over paced links");
+        Assert.Equal(expectedIds, run.Generated);
+        Assert.True(run.RankTimings[2].WaitKvMs > 0);
     }
 
     [Fact]

@@ -1,0 +1,558 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Runahead.Distributed;
+
+/// <summary>What every rank answered to one job.</summary>
+public sealed record RankJobResult(IReadOnlyList<byte[]> Replies, TimeSpan Elapsed);
+
+/// <summary>
+/// The coordinator's handle on P ranks: started once (process start and model load are timed separately, see
+/// <see cref="StartupTime"/>), then serves many jobs. With <see cref="RankTransport.SharedMemory"/> each rank is a
+/// `runahead worker` process; the pool supervises them and fails fast: a rank that dies or fails makes the current
+/// and every later job throw a <see cref="RankFailedException"/> naming it, the other workers exit, and the shared
+/// segment is removed. A failed pool must be disposed and started again.
+/// </summary>
+public sealed class RankPool : IDisposable, IAsyncDisposable
+{
+    private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(2);
+
+    private readonly RankPoolOptions _options;
+    private readonly SemaphoreSlim _jobLock = new(1, 1);
+    private readonly TaskCompletionSource _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly object _stateLock = new();
+    private RankFailedException? _failure;
+    private JobState? _current;
+    private int _jobId;
+    private int _disposed;
+
+    // SharedMemory transport
+    private SharedMemorySegment? _segment;
+    private WorkerProcess[] _workers = [];
+    private PosixSignalRegistration?[] _signals = [];
+
+    // InProcess transport
+    private InProcessGroup? _group;
+    private IRankProgram[] _programs = [];
+    private RankContext[] _contexts = [];
+
+    private RankPool(RankPoolOptions options) => _options = options;
+
+    public int WorldSize => _options.WorldSize;
+
+    public RankTransport Transport => _options.Transport;
+
+    /// <summary>From <see cref="StartAsync"/> until every rank was ready: process start, attach and model load.</summary>
+    public TimeSpan StartupTime { get; private set; }
+
+    /// <summary>Per rank, the time its <see cref="IRankProgram.InitializeAsync"/> took (model load).</summary>
+    public IReadOnlyList<TimeSpan> InitializeTimes { get; private set; } = [];
+
+    /// <summary>Worker process ids by rank (empty for in-process ranks).</summary>
+    public IReadOnlyList<int> ProcessIds { get; private set; } = [];
+
+    /// <summary>The segment's file while workers attach (it is deleted once all have mapped it).</summary>
+    public string? SegmentPath => _segment?.FilePath;
+
+    /// <summary>Starts the ranks and waits until each has initialised its program.</summary>
+    public static async Task<RankPool> StartAsync(RankPoolOptions options, CancellationToken ct = default)
+    {
+        options.Validate();
+        var pool = new RankPool(options);
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            switch (options.Transport)
+            {
+                case RankTransport.InProcess:
+                    await pool.StartInProcessAsync(ct).ConfigureAwait(false);
+                    break;
+                case RankTransport.SharedMemory:
+                    await pool.StartWorkersAsync(ct).ConfigureAwait(false);
+                    break;
+                default:
+                    throw new RunaheadException("--transport mpi: ranks are started by mpiexec, not by a rank pool (see docs/MULTI-HOST.md)");
+            }
+        }
+        catch
+        {
+            pool.Dispose();
+            throw;
+        }
+        pool.StartupTime = sw.Elapsed;
+        return pool;
+    }
+
+    /// <summary>
+    /// Hands <paramref name="request"/> to every rank and waits for all replies. <paramref name="onEmit"/> sees each
+    /// rank's streamed messages as they arrive (on a pool thread). Cancelling a job tears the pool down.
+    /// </summary>
+    public async Task<RankJobResult> RunJobAsync(ReadOnlyMemory<byte> request, Action<int, ReadOnlyMemory<byte>>? onEmit = null, CancellationToken ct = default)
+    {
+        await _jobLock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFailed();
+            var job = new JobState(Interlocked.Increment(ref _jobId), WorldSize, onEmit);
+            lock (_stateLock) _current = job;
+            var sw = Stopwatch.StartNew();
+            try
+            {
+                if (_group != null) await RunInProcessJobAsync(job, request, ct).ConfigureAwait(false);
+                else await RunWorkerJobAsync(job, request, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                Fail(-1, "the client cancelled the job");
+                throw;
+            }
+            return new RankJobResult(job.Replies, sw.Elapsed);
+        }
+        finally
+        {
+            lock (_stateLock) _current = null;
+            _jobLock.Release();
+        }
+    }
+
+    private void ThrowIfFailed()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0 && _failure == null, this);
+        var f = _failure;
+        if (f != null) throw new RankFailedException(f.FailedRank, f.Message);
+    }
+
+    /// <summary>Records the first failure, stops every rank and wakes whoever waits on the pool.</summary>
+    private void Fail(int rank, string message)
+    {
+        lock (_stateLock)
+        {
+            if (_failure != null) return;
+            _failure = new RankFailedException(rank, message);
+        }
+        if (_segment != null && _disposed == 0) _segment.Abort(rank, message);
+        _group?.Fail(rank, message);
+        _failed.TrySetResult();
+        if (_workers.Length > 0) _ = Task.Run(StopWorkersAsync);
+    }
+
+    // ---------------------------------------------------------------- in-process ranks
+
+    private async Task StartInProcessAsync(CancellationToken ct)
+    {
+        _group = new InProcessGroup(WorldSize, _options.Links, _options.ReceiveTimeout);
+        _programs = new IRankProgram[WorldSize];
+        _contexts = new RankContext[WorldSize];
+        var times = new TimeSpan[WorldSize];
+        for (int r = 0; r < WorldSize; r++)
+        {
+            int rank = r;
+            _programs[r] = (IRankProgram)Activator.CreateInstance(_options.ProgramType)!;
+            _contexts[r] = new RankContext(_group[r], LaunchSettings(r), (message, _) =>
+            {
+                JobState? job;
+                lock (_stateLock) job = _current;
+                job?.OnEmit?.Invoke(rank, message);
+                return ValueTask.CompletedTask;
+            });
+        }
+        var inits = new Task[WorldSize];
+        for (int r = 0; r < WorldSize; r++)
+        {
+            int rank = r;
+            inits[r] = Task.Run(async () =>
+            {
+                var sw = Stopwatch.StartNew();
+                await _programs[rank].InitializeAsync(_contexts[rank], ct).ConfigureAwait(false);
+                times[rank] = sw.Elapsed;
+            }, ct);
+        }
+        await Task.WhenAll(inits).ConfigureAwait(false);
+        InitializeTimes = times;
+    }
+
+    private async Task RunInProcessJobAsync(JobState job, ReadOnlyMemory<byte> request, CancellationToken ct)
+    {
+        var tasks = new Task[WorldSize];
+        for (int r = 0; r < WorldSize; r++)
+        {
+            int rank = r;
+            tasks[r] = Task.Run(async () =>
+            {
+                try
+                {
+                    job.Replies[rank] = await _programs[rank].RunJobAsync(_contexts[rank], request, ct).ConfigureAwait(false);
+                }
+                catch (RankFailedException e)
+                {
+                    Fail(e.FailedRank, e.Message);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    Fail(rank, $"rank {rank} failed: {e.Message}");
+                }
+            }, ct);
+        }
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+        ct.ThrowIfCancellationRequested();
+        ThrowIfFailed();
+    }
+
+    // ---------------------------------------------------------------- worker processes
+
+    private async Task StartWorkersAsync(CancellationToken ct)
+    {
+        _segment = SharedMemorySegment.Create(WorldSize, _options.RingBytes);
+        RegisterCleanupHandlers();
+        var (file, prefix) = ResolveWorkerExecutable(_options.WorkerExecutable);
+        _workers = new WorkerProcess[WorldSize];
+        for (int r = 0; r < WorldSize; r++)
+        {
+            var worker = new WorkerProcess(this, r, file, prefix);
+            _workers[r] = worker;
+            worker.Start();
+        }
+        ProcessIds = Array.ConvertAll(_workers, w => w.Pid);
+        for (int r = 0; r < WorldSize; r++)
+            await _workers[r].Channel.WriteAsync(ControlKind.Launch, 0, LaunchSettings(r).Serialize(), ct).ConfigureAwait(false);
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(_options.StartupTimeout);
+        var ready = Task.WhenAll(Array.ConvertAll(_workers, w => w.Ready.Task));
+        try
+        {
+            await Task.WhenAny(ready, _failed.Task).WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            int slow = Array.FindIndex(_workers, w => !w.Ready.Task.IsCompleted);
+            Fail(slow, $"rank {slow} was not ready within {_options.StartupTimeout.TotalSeconds:0} s");
+        }
+        ThrowIfFailed();
+        InitializeTimes = Array.ConvertAll(_workers, w => TimeSpan.FromSeconds(w.Ready.Task.Result));
+        // Every worker has mapped the segment: the file is no longer needed, and no later crash can leave it behind.
+        _segment.Delete();
+    }
+
+    private async Task RunWorkerJobAsync(JobState job, ReadOnlyMemory<byte> request, CancellationToken ct)
+    {
+        try
+        {
+            foreach (var w in _workers)
+                await w.Channel.WriteAsync(ControlKind.Job, job.Id, request, ct).ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+            // A worker's pipe broke: its exit report names it in a moment.
+            await _failed.Task.WaitAsync(TimeSpan.FromSeconds(5), ct).ConfigureAwait(false);
+        }
+        await Task.WhenAny(job.Completion.Task, _failed.Task).WaitAsync(ct).ConfigureAwait(false);
+        ThrowIfFailed();
+    }
+
+    private void OnFrame(WorkerProcess worker, ControlFrame frame)
+    {
+        switch (frame.Kind)
+        {
+            case ControlKind.Ready:
+                worker.Ready.TrySetResult(frame.Payload.Length == 8 ? BitConverter.ToDouble(frame.Payload) : 0);
+                break;
+            case ControlKind.Emit:
+            case ControlKind.Reply:
+                JobState? job;
+                lock (_stateLock) job = _current;
+                if (job == null || job.Id != frame.JobId) break;
+                if (frame.Kind == ControlKind.Emit) job.OnEmit?.Invoke(worker.Rank, frame.Payload);
+                else job.SetReply(worker.Rank, frame.Payload);
+                break;
+            case ControlKind.Error:
+                var (failed, message) = ControlChannel.ParseError(frame.Payload);
+                Fail(failed, message);
+                break;
+        }
+    }
+
+    private async Task OnWorkerExitedAsync(WorkerProcess worker)
+    {
+        if (_disposed != 0) return;
+        // Prefer the worker's own error report, which it writes before exiting.
+        await worker.OutputDone.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        int code;
+        try
+        {
+            code = worker.Process.ExitCode;
+        }
+        catch (InvalidOperationException)
+        {
+            code = -1;
+        }
+        var why = code > 128 && code < 160 ? $"was killed by signal {code - 128}" : $"exited with code {code}";
+        var tail = worker.LastErrorLine;
+        Fail(worker.Rank, $"rank {worker.Rank} (pid {worker.Pid}) {why}" + (tail == null ? "" : $": {tail}"));
+    }
+
+    private async Task StopWorkersAsync()
+    {
+        foreach (var w in _workers) await w.RequestShutdownAsync().ConfigureAwait(false);
+        var deadline = Task.Delay(ShutdownGrace);
+        foreach (var w in _workers)
+            await Task.WhenAny(w.Process.WaitForExitAsync(), deadline).ConfigureAwait(false);
+        foreach (var w in _workers) w.Kill();
+    }
+
+    private RankLaunchSettings LaunchSettings(int rank) => new()
+    {
+        Rank = rank,
+        WorldSize = WorldSize,
+        ProgramAssemblyPath = _options.ProgramType.Assembly.Location,
+        ProgramTypeName = _options.ProgramType.FullName!,
+        ProgramArguments = _options.ProgramArguments,
+        ModelPath = _options.ModelPath,
+        ThreadsPerRank = _options.ThreadsPerRank,
+        ReceiveTimeout = _options.ReceiveTimeout,
+        LinkSpec = _options.Links?.ToSpec(),
+        SegmentPath = _segment?.FilePath ?? "",
+        Token = _segment?.Token ?? [],
+        CoordinatorPid = Environment.ProcessId,
+    };
+
+    /// <summary>
+    /// The `runahead` binary for workers: explicit, else this process when it is runahead, else the apphost or
+    /// runahead.dll beside this assembly (how tests find it).
+    /// </summary>
+    internal static (string File, string[] Prefix) ResolveWorkerExecutable(string? explicitPath)
+    {
+        static (string, string[]) Launcher(string path) => path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)
+            ? (DotnetHost(), [path])
+            : (path, []);
+        if (!string.IsNullOrEmpty(explicitPath))
+        {
+            if (!File.Exists(explicitPath)) throw new RunaheadException($"worker executable {explicitPath} not found");
+            return Launcher(explicitPath);
+        }
+        var self = Environment.ProcessPath;
+        if (self != null && Path.GetFileNameWithoutExtension(self) == "runahead") return (self, []);
+        foreach (var name in new[] { "runahead", "runahead.exe", "runahead.dll" })
+        {
+            var candidate = Path.Combine(AppContext.BaseDirectory, name);
+            if (File.Exists(candidate)) return Launcher(candidate);
+        }
+        throw new RunaheadException($"cannot find the runahead executable for worker processes beside {AppContext.BaseDirectory}");
+    }
+
+    private static string DotnetHost()
+    {
+        var self = Environment.ProcessPath;
+        if (self != null && Path.GetFileNameWithoutExtension(self) == "dotnet") return self;
+        var root = Environment.GetEnvironmentVariable("DOTNET_ROOT");
+        if (!string.IsNullOrEmpty(root) && File.Exists(Path.Combine(root, "dotnet"))) return Path.Combine(root, "dotnet");
+        return "dotnet";
+    }
+
+    private void RegisterCleanupHandlers()
+    {
+        // Ctrl-C / SIGTERM: stop the workers and remove the segment; the default action then ends the process.
+        if (!OperatingSystem.IsWindows())
+        {
+            _signals =
+            [
+                PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => EmergencyCleanup()),
+                PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => EmergencyCleanup()),
+                PosixSignalRegistration.Create(PosixSignal.SIGQUIT, _ => EmergencyCleanup()),
+            ];
+        }
+        AppDomain.CurrentDomain.ProcessExit += OnProcessExit;
+    }
+
+    private void OnProcessExit(object? sender, EventArgs e) => EmergencyCleanup();
+
+    private void EmergencyCleanup()
+    {
+        foreach (var w in _workers) w.Kill();
+        _segment?.Delete();
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        foreach (var s in _signals) s?.Dispose();
+        AppDomain.CurrentDomain.ProcessExit -= OnProcessExit;
+        if (_workers.Length > 0)
+        {
+            try
+            {
+                StopWorkersAsync().Wait(ShutdownGrace + TimeSpan.FromSeconds(1));
+            }
+            catch (AggregateException)
+            {
+            }
+            foreach (var w in _workers) w.Dispose();
+        }
+        _segment?.Dispose();
+        foreach (var p in _programs) p?.Dispose();
+        _group?.Dispose();
+        lock (_stateLock) _failure ??= new RankFailedException(-1, "the rank pool was disposed");
+        _failed.TrySetResult();
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private sealed class JobState(int id, int worldSize, Action<int, ReadOnlyMemory<byte>>? onEmit)
+    {
+        private int _remaining = worldSize;
+
+        public int Id { get; } = id;
+        public byte[][] Replies { get; } = new byte[worldSize][];
+        public Action<int, ReadOnlyMemory<byte>>? OnEmit { get; } = onEmit;
+        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void SetReply(int rank, byte[] reply)
+        {
+            if (Interlocked.Exchange(ref Replies[rank], reply) != null) return;
+            if (Interlocked.Decrement(ref _remaining) == 0) Completion.TrySetResult();
+        }
+    }
+
+    /// <summary>One `runahead worker` child: pipes, its stderr tail for error messages, its exit.</summary>
+    private sealed class WorkerProcess : IDisposable
+    {
+        private const int TailLines = 20;
+        private readonly RankPool _pool;
+        private readonly Queue<string> _tail = new();
+        private int _shutdownSent;
+
+        public WorkerProcess(RankPool pool, int rank, string file, string[] prefix)
+        {
+            _pool = pool;
+            Rank = rank;
+            var psi = new ProcessStartInfo(file)
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var a in prefix) psi.ArgumentList.Add(a);
+            psi.ArgumentList.Add("worker");
+            psi.ArgumentList.Add("--rank");
+            psi.ArgumentList.Add(rank.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            psi.Environment["DOTNET_gcServer"] = "0";
+            Process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        }
+
+        public int Rank { get; }
+        public Process Process { get; }
+        public int Pid { get; private set; }
+        public ControlChannel Channel { get; private set; } = null!;
+        public TaskCompletionSource<double> Ready { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public Task OutputDone { get; private set; } = Task.CompletedTask;
+
+        public string? LastErrorLine
+        {
+            get
+            {
+                lock (_tail) return _tail.Count == 0 ? null : _tail.Last();
+            }
+        }
+
+        public void Start()
+        {
+            Process.Exited += (_, _) => _ = _pool.OnWorkerExitedAsync(this);
+            try
+            {
+                Process.Start();
+            }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                throw new RunaheadException($"cannot start worker {Process.StartInfo.FileName}: {e.Message}");
+            }
+            Pid = Process.Id;
+            Channel = new ControlChannel(Process.StandardOutput.BaseStream, Process.StandardInput.BaseStream);
+            OutputDone = Task.Run(ReadFramesAsync);
+            _ = Task.Run(ReadErrorsAsync);
+        }
+
+        private async Task ReadFramesAsync()
+        {
+            try
+            {
+                while (await Channel.ReadAsync(CancellationToken.None).ConfigureAwait(false) is { } frame)
+                    _pool.OnFrame(this, frame);
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or ObjectDisposedException)
+            {
+            }
+        }
+
+        private async Task ReadErrorsAsync()
+        {
+            try
+            {
+                while (await Process.StandardError.ReadLineAsync().ConfigureAwait(false) is { } line)
+                {
+                    lock (_tail)
+                    {
+                        _tail.Enqueue(line);
+                        if (_tail.Count > TailLines) _tail.Dequeue();
+                    }
+                    var log = _pool._options.WorkerLog;
+                    if (log != null)
+                        lock (log) log.WriteLine($"[rank {Rank}] {line}");
+                }
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+            }
+        }
+
+        public async Task RequestShutdownAsync()
+        {
+            if (Interlocked.Exchange(ref _shutdownSent, 1) != 0 || HasExited) return;
+            try
+            {
+                using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+                await Channel.WriteAsync(ControlKind.Shutdown, 0, ReadOnlyMemory<byte>.Empty, cts.Token).ConfigureAwait(false);
+                Process.StandardInput.Close();
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+            {
+            }
+        }
+
+        private bool HasExited
+        {
+            get
+            {
+                try
+                {
+                    return Process.HasExited;
+                }
+                catch (InvalidOperationException)
+                {
+                    return true;
+                }
+            }
+        }
+
+        public void Kill()
+        {
+            try
+            {
+                if (!HasExited) Process.Kill(entireProcessTree: true);
+            }
+            catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
+            {
+            }
+        }
+
+        public void Dispose()
+        {
+            Kill();
+            Process.Dispose();
+        }
+    }
+}

@@ -1,0 +1,48 @@
+using System.Text;
+using Runahead.Distributed;
+
+namespace Runahead.Tests.Distributed;
+
+/// <summary>
+/// Rank programs for the pool tests (worker processes load them from this test assembly). Requests are UTF-8 words:
+/// "chain N" passes N along the ranks, each adding its rank; "stall R" makes rank R emit "stalling" and wait for ever
+/// while the others wait on it; "throw R" makes rank R throw.
+/// </summary>
+public sealed class ChainProgram : IRankProgram
+{
+    public Task InitializeAsync(RankContext context, CancellationToken ct) => Task.CompletedTask;
+
+    public async Task<byte[]> RunJobAsync(RankContext context, ReadOnlyMemory<byte> request, CancellationToken ct)
+    {
+        var words = Encoding.UTF8.GetString(request.Span).Split(' ');
+        var comm = context.Communicator;
+        int arg = int.Parse(words[1]);
+        switch (words[0])
+        {
+            case "stall" when comm.Rank == arg:
+                await context.EmitAsync(Encoding.UTF8.GetBytes("stalling"), ct);
+                await Task.Delay(Timeout.Infinite, ct);
+                break;
+            case "stall":
+                await comm.BarrierAsync(ct);
+                break;
+            case "throw" when comm.Rank == arg:
+                throw new InvalidOperationException("deliberate failure");
+            case "throw":
+                await comm.BarrierAsync(ct);
+                break;
+        }
+        float value = words[0] == "chain" ? arg : 0;
+        if (comm.PrevRank >= 0)
+        {
+            using var m = await comm.ReceiveAsync(comm.PrevRank, 0, ct);
+            value = m.Data[0];
+        }
+        value += comm.Rank;
+        if (comm.NextRank >= 0) await comm.SendAsync(comm.NextRank, 0, new[] { value }, ct);
+        else await context.EmitAsync(Encoding.UTF8.GetBytes($"last {value}"), ct);
+        return Encoding.UTF8.GetBytes($"{comm.Rank}:{value}:{context.ProgramArguments}");
+    }
+
+    public void Dispose() { }
+}
