@@ -26,11 +26,13 @@ public sealed class KvRunaheadPrefill : RankPrefill
         var cfg = Model.Config;
         int start = job.Start, count = job.Count, end = job.End, kvDim = cfg.KvDim;
         int prev = Communicator.PrevRank, next = Communicator.NextRank;
+        var rec = job.Recorder;
+        long t = RankRecorder.Now();
+        // The last rank's cache is new for every prompt (decoding continues on it); allocating it is part of the work.
         var cache = job.IsLast ? new KvCache(cfg, cacheCapacity) : ScratchCache(end);
         if (next >= 0 && _sendBuffer.Length < 2 * end * kvDim) _sendBuffer = new float[2 * end * kvDim];
-        var rec = job.Recorder;
+        t = rec.Mark(SpanKind.Compute, -1, t);
 
-        long t = RankRecorder.Now();
         for (int l = 0; l < cfg.Layers; l++)
         {
             var layer = Model.Layers[l];
