@@ -228,15 +228,10 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
     public async Task<int> GenerateAsync(string modelPath, LlmSession session, int[] promptIds, GenerationOptions options, bool json,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
-        var tokenizer = session.Tokenizer;
-        var streamer = tokenizer != null ? new TextStreamer(tokenizer, promptIds) : null;
-        string promptText = streamer?.Prefix ?? "";
-        var text = new StringBuilder();
-        if (!json) { stdout.Write(promptText); stdout.Flush(); }
-        var stopIds = options.StopIds?.ToArray() ?? new[] { tokenizer?.EosId ?? session.Model.Config.EosId };
+        var stopIds = options.StopIds?.ToArray() ?? new[] { session.Tokenizer?.EosId ?? session.Model.Config.EosId };
         if (options.MaxNewTokens == 0)
         {
-            if (!json) stdout.WriteLine();
+            if (!json) stdout.WriteLine(session.Tokenizer != null ? new TextStreamer(session.Tokenizer, promptIds).Prefix : "");
             return 0;
         }
 
@@ -246,16 +241,24 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
         var client = new PrefillClient(host) { Planner = Planner };
         await client.WarmUpAsync(Strategy, ct).ConfigureAwait(false);
         double startupMs = started.Elapsed.TotalMilliseconds;
+
+        // Under MPI every process runs this command; only rank 0 (the client) prints.
+        bool print = client.IsClient && !json;
+        var streamer = session.Tokenizer != null ? new TextStreamer(session.Tokenizer, promptIds) : null;
+        string promptText = streamer?.Prefix ?? "";
+        var text = new StringBuilder();
+        if (print) { stdout.Write(promptText); stdout.Flush(); }
         var stopped = false;
         var run = await client.RunAsync(promptIds, Strategy, Partition, options.MaxNewTokens, options.Sampling, stopIds, false, id =>
         {
             if (Array.IndexOf(stopIds, id) >= 0) { stopped = true; return; }
             string piece = streamer?.Add(id) ?? id.ToString(CultureInfo.InvariantCulture) + " ";
             text.Append(piece);
-            if (!json) { stdout.Write(piece); stdout.Flush(); }
+            if (print) { stdout.Write(piece); stdout.Flush(); }
         }, ct).ConfigureAwait(false);
+        if (run == null) return 0;
         var rest = streamer?.Flush();
-        if (!string.IsNullOrEmpty(rest)) { text.Append(rest); if (!json) stdout.Write(rest); }
+        if (!string.IsNullOrEmpty(rest)) { text.Append(rest); if (print) stdout.Write(rest); }
 
         var generated = stopped ? run.Generated[..^1] : run.Generated;
         double promptTps = run.TtftMs > 0 ? promptIds.Length / (run.TtftMs / 1000) : 0;

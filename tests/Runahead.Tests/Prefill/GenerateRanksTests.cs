@@ -4,6 +4,7 @@ using Runahead.Cli;
 namespace Runahead.Tests.Prefill;
 
 /// <summary>`runahead generate --ranks P --strategy ...`: the same text as one process, JSON with the parallel fields.</summary>
+[Collection(WorkerProcessCollection.Name)]
 public class GenerateRanksTests
 {
     private static (int Rc, string Out, string Err) Run(params string[] args)
