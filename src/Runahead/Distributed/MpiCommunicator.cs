@@ -102,15 +102,15 @@ internal sealed class MpiCommunicator : CommunicatorBase
             mine.CopyTo(all);
             return;
         }
-        using var mineHandle = mine.Pin();
-        using var allHandle = all.Pin();
-        var op = NewAllGather(mineHandle, mine.Length, allHandle, counts.ToArray(), offsets, ct);
+        // The operation owns the pins: an all-gather abandoned after a failure keeps its buffers pinned for good,
+        // because MPI may still write into them.
+        var op = NewAllGather(mine.Pin(), mine.Length, all.Pin(), counts.ToArray(), offsets, ct);
         Enqueue(op);
         await op.Completion.Task.ConfigureAwait(false);
     }
 
-    private unsafe AllGatherOperation NewAllGather(System.Buffers.MemoryHandle mine, int mineCount, System.Buffers.MemoryHandle all, int[] counts, int[] offsets, CancellationToken ct) =>
-        new((float*)mine.Pointer, mineCount, (float*)all.Pointer, counts, offsets, Deadline(), ct,
+    private AllGatherOperation NewAllGather(MemoryHandle mine, int mineCount, MemoryHandle all, int[] counts, int[] offsets, CancellationToken ct) =>
+        new(mine, mineCount, all, counts, offsets, Deadline(), ct,
             $"an all-gather did not complete on rank {Rank} within {ReceiveTimeout.TotalSeconds:0.###} s (a rank did not join; MPI cannot say which)");
 
     public override async ValueTask BarrierAsync(CancellationToken ct)
@@ -339,6 +339,14 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 _request = request;
             }
             busy.Add((source, tag));
+            if (ct.IsCancellationRequested)
+            {
+                // The posted receive stays with MPI (its buffer stays pinned); the communicator is done.
+                c._broken = true;
+                _buffer = null;
+                Completion.TrySetCanceled(ct);
+                return true;
+            }
             int done;
             nint r = _request;
             Check(c._mpi.Test(&r, &done, status), "MPI_Test");
@@ -352,13 +360,13 @@ internal sealed class MpiCommunicator : CommunicatorBase
 
         public override void Fail(Exception e)
         {
-            if (_pin.IsAllocated) _pin.Free();
-            if (_buffer != null) ArrayPool<byte>.Shared.Return(_buffer);
+            // A posted receive may still be written by MPI: only an unposted one gives its buffer back.
+            if (_buffer == null && _pin.IsAllocated) _pin.Free();
             Completion.TrySetException(e);
         }
     }
 
-    private sealed unsafe class AllGatherOperation(float* mine, int mineCount, float* all, int[] counts, int[] offsets, long deadline, CancellationToken ct, string timeoutMessage) : Operation
+    private sealed unsafe class AllGatherOperation(MemoryHandle mine, int mineCount, MemoryHandle all, int[] counts, int[] offsets, long deadline, CancellationToken ct, string timeoutMessage) : Operation
     {
         private GCHandle _counts, _offsets;
         private nint _request;
@@ -380,13 +388,20 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 _counts = GCHandle.Alloc(counts, GCHandleType.Pinned);
                 _offsets = GCHandle.Alloc(offsets, GCHandleType.Pinned);
                 nint request;
-                Check(c._mpi.Iallgatherv(mine, mineCount, c._mpi.Float, all, (int*)_counts.AddrOfPinnedObject(), (int*)_offsets.AddrOfPinnedObject(),
+                Check(c._mpi.Iallgatherv(mine.Pointer, mineCount, c._mpi.Float, all.Pointer, (int*)_counts.AddrOfPinnedObject(), (int*)_offsets.AddrOfPinnedObject(),
                     c._mpi.Float, c._mpi.CommWorld, &request), "MPI_Iallgatherv");
                 _request = request;
                 _posted = true;
             }
-            // A posted collective cannot be withdrawn: past the deadline the communicator is broken for good.
+            // A posted collective cannot be withdrawn: past the deadline or on cancellation the communicator is
+            // broken for good and the buffers stay pinned.
             if (PreciseWait.Now > deadline) throw new RankTimeoutException(-1, timeoutMessage);
+            if (ct.IsCancellationRequested)
+            {
+                c._broken = true;
+                Completion.TrySetCanceled(ct);
+                return true;
+            }
             int done;
             nint r = _request;
             Check(c._mpi.Test(&r, &done, status), "MPI_Test");
@@ -399,7 +414,7 @@ internal sealed class MpiCommunicator : CommunicatorBase
 
         public override void Fail(Exception e)
         {
-            Unpin();
+            if (!_posted) Unpin();
             Completion.TrySetException(e);
         }
 
@@ -407,6 +422,8 @@ internal sealed class MpiCommunicator : CommunicatorBase
         {
             if (_counts.IsAllocated) _counts.Free();
             if (_offsets.IsAllocated) _offsets.Free();
+            mine.Dispose();
+            all.Dispose();
         }
     }
 
@@ -434,6 +451,12 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 _posted = true;
             }
             if (PreciseWait.Now > deadline) throw new RankTimeoutException(-1, timeoutMessage);
+            if (ct.IsCancellationRequested)
+            {
+                c._broken = true;
+                Completion.TrySetCanceled(ct);
+                return true;
+            }
             int done;
             nint r = _request;
             Check(c._mpi.Test(&r, &done, status), "MPI_Test");
