@@ -28,47 +28,65 @@ public static class BenchGemmCommand
         };
         cmd.SetAction(parse =>
         {
-            var output = parse.InvocationConfiguration.Output;
-            var ms = ParseInts(parse.GetValue(m)!, "--m");
-            var ns = ParseInts(parse.GetValue(n)!, "--n");
-            var ks = ParseInts(parse.GetValue(k)!, "--k");
-            var types = ParseTypes(parse.GetValue(dtype)!);
-            var threadCounts = parse.GetValue(threads) is string t ? ParseInts(t, "--threads") : [Environment.ProcessorCount];
-            int rep = parse.GetValue(repeats);
-            if (rep is < 1 or > 1000) throw new RunaheadException($"--repeats: must be in [1, 1000], got {rep}");
-            OpenBlas? blas = parse.GetValue(compare) switch
+            // System.CommandLine's default handler would print a stack trace before Program.Run could catch this.
+            try
             {
-                null => null,
-                var c when c.Equals("openblas", StringComparison.OrdinalIgnoreCase) => OpenBlas.Load(),
-                var c => throw new RunaheadException($"--compare: unknown library '{c}' (supported: openblas)"),
-            };
-            bool asJson = parse.GetValue(json);
-            var results = new List<GemmBenchmarkResult>();
-            if (!asJson)
-                output.WriteLine($"{"M",6} {"N",6} {"K",6} {"dtype",5} {"thr",3} {"ours GF/s",10} {"ms",9}" +
-                    (blas is null ? "" : $" {"OpenBLAS",10} {"ms",9} {"ratio",6}"));
-            foreach (int th in threadCounts)
-                foreach (var type in types)
-                    foreach (int mm in ms)
-                        foreach (int nn in ns)
-                            foreach (int kk in ks)
-                            {
-                                var r = GemmBenchmark.Run(mm, nn, kk, type, th, blas, rep);
-                                results.Add(r);
-                                if (!asJson) output.WriteLine(FormatRow(r));
-                            }
-            if (asJson) output.WriteLine(ToJson(results, blas));
-            return 0;
+                return Execute(parse, m, n, k, dtype, threads, compare, repeats, json);
+            }
+            catch (RunaheadException e)
+            {
+                parse.InvocationConfiguration.Error.WriteLine("runahead: " + e.Message);
+                return 1;
+            }
         });
         return cmd;
+    }
+
+    private static int Execute(ParseResult parse, Option<string> m, Option<string> n, Option<string> k, Option<string> dtype,
+        Option<string> threads, Option<string?> compare, Option<int> repeats, Option<bool> json)
+    {
+        var output = parse.InvocationConfiguration.Output;
+        var ms = ParseInts(parse.GetValue(m)!, "--m");
+        var ns = ParseInts(parse.GetValue(n)!, "--n");
+        var ks = ParseInts(parse.GetValue(k)!, "--k");
+        var types = ParseTypes(parse.GetValue(dtype)!);
+        var threadCounts = parse.GetValue(threads) is string t ? ParseInts(t, "--threads") : [Environment.ProcessorCount];
+        foreach (int th in threadCounts)
+            if (th > 1024) throw new RunaheadException($"--threads: {th} is more than 1024");
+        int rep = parse.GetValue(repeats);
+        if (rep is < 1 or > 1000) throw new RunaheadException($"--repeats: must be in [1, 1000], got {rep}");
+        OpenBlas? blas = parse.GetValue(compare) switch
+        {
+            null => null,
+            var c when c.Equals("openblas", StringComparison.OrdinalIgnoreCase) => OpenBlas.Load(),
+            var c => throw new RunaheadException($"--compare: unknown library '{c}' (supported: openblas)"),
+        };
+        bool asJson = parse.GetValue(json);
+        var results = new List<GemmBenchmarkResult>();
+        if (!asJson)
+            output.WriteLine($"{"M",6} {"N",6} {"K",6} {"dtype",5} {"thr",3} {"ours GF/s",10} {"best",7}" +
+                (blas is null ? "" : $" {"OpenBLAS",10} {"best",7} {"ratio",6} {"best ratio",10}"));
+        foreach (int th in threadCounts)
+            foreach (var type in types)
+                foreach (int mm in ms)
+                    foreach (int nn in ns)
+                        foreach (int kk in ks)
+                        {
+                            var r = GemmBenchmark.Run(mm, nn, kk, type, th, blas, rep);
+                            results.Add(r);
+                            if (!asJson) output.WriteLine(FormatRow(r));
+                        }
+        if (asJson) output.WriteLine(ToJson(results, blas));
+        return 0;
     }
 
     private static string FormatRow(GemmBenchmarkResult r)
     {
         var ci = CultureInfo.InvariantCulture;
-        string row = string.Format(ci, "{0,6} {1,6} {2,6} {3,5} {4,3} {5,10:F1} {6,9:F3}", r.M, r.N, r.K, r.DType.ToString().ToLowerInvariant(), r.Threads, r.OursGflops, r.OursMedianMs);
+        string row = string.Format(ci, "{0,6} {1,6} {2,6} {3,5} {4,3} {5,10:F1} {6,7:F1}", r.M, r.N, r.K,
+            r.DType.ToString().ToLowerInvariant(), r.Threads, r.OursGflops, r.OursBestGflops);
         if (r.OpenBlasGflops is double t)
-            row += string.Format(ci, " {0,10:F1} {1,9:F3} {2,6:F3}", t, r.OpenBlasMedianMs, r.Ratio);
+            row += string.Format(ci, " {0,10:F1} {1,7:F1} {2,6:F3} {3,10:F3}", t, r.OpenBlasBestGflops, r.Ratio, r.BestRatio);
         return row;
     }
 
@@ -80,6 +98,7 @@ public static class BenchGemmCommand
             w.WriteStartObject();
             w.WriteString("benchmark", "gemm");
             w.WriteNumber("processorCount", Environment.ProcessorCount);
+            w.WriteString("units", "GFLOP/s = 2MNK / time; ours, theirs, ratio: median repeat; *Best: fastest repeat");
             if (blas is not null) w.WriteString("compare", blas.LibraryName);
             w.WriteStartArray("cases");
             foreach (var r in results)
@@ -90,13 +109,14 @@ public static class BenchGemmCommand
                 w.WriteNumber("k", r.K);
                 w.WriteString("dtype", r.DType.ToString().ToLowerInvariant());
                 w.WriteNumber("threads", r.Threads);
-                w.WriteNumber("ours", Math.Round(r.OursGflops, 2));
-                w.WriteNumber("oursMs", Math.Round(r.OursMedianMs, 4));
+                w.WriteNumber("ours", r.OursGflops);
+                w.WriteNumber("oursBest", r.OursBestGflops);
                 if (r.OpenBlasGflops is double t)
                 {
-                    w.WriteNumber("theirs", Math.Round(t, 2));
-                    w.WriteNumber("theirsMs", Math.Round(r.OpenBlasMedianMs!.Value, 4));
-                    w.WriteNumber("ratio", Math.Round(r.Ratio!.Value, 4));
+                    w.WriteNumber("theirs", t);
+                    w.WriteNumber("theirsBest", r.OpenBlasBestGflops!.Value);
+                    w.WriteNumber("ratio", r.Ratio!.Value);
+                    w.WriteNumber("ratioBest", r.BestRatio!.Value);
                 }
                 else
                 {

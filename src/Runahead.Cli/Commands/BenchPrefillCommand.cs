@@ -80,7 +80,7 @@ public static class BenchPrefillCommand
         using var self = Process.GetCurrentProcess();
         self.Refresh();
         long peakRss = self.PeakWorkingSet64;
-        long weights = model.WeightBytes, workspace = prefill.WorkspaceBytes, mapped = model.MappedEmbeddingBytes;
+        long weights = model.WeightBytes, workspace = prefill.WorkspaceBytes, mapped = model.MappedEmbeddingBytes, file = model.SourceTensorBytes;
 
         if (json)
         {
@@ -102,6 +102,7 @@ public static class BenchPrefillCommand
                 w.WriteNumber("kv_cache_bytes", kvBytes);
                 w.WriteNumber("workspace_bytes", workspace);
                 w.WriteNumber("accounted_bytes", weights + kvBytes + workspace);
+                w.WriteNumber("mapped_file_tensor_bytes", file);
                 w.WriteNumber("peak_rss_bytes", peakRss);
                 w.WriteEndObject();
             }
@@ -111,7 +112,7 @@ public static class BenchPrefillCommand
         {
             var inv = CultureInfo.InvariantCulture;
             stdout.WriteLine(string.Create(inv, $"prefill {tokens} tokens, {threads} threads, chunk {prefill.ChunkTokens}: median {median * 1000:F1} ms over {repeats} runs (min {seconds[0] * 1000:F1}, max {seconds[^1] * 1000:F1}) = {tokPerS:F1} tok/s"));
-            stdout.WriteLine(string.Create(inv, $"memory: weights {Mib(weights)} + KV cache {Mib(kvBytes)} + workspace {Mib(workspace)} = {Mib(weights + kvBytes + workspace)} (embedding {Mib(mapped)} mapped); process peak RSS {Mib(peakRss)}"));
+            stdout.WriteLine(string.Create(inv, $"memory: weights {Mib(weights)} + KV cache {Mib(kvBytes)} + workspace {Mib(workspace)} = {Mib(weights + kvBytes + workspace)} (embedding {Mib(mapped)} read from the mapped file); process peak RSS {Mib(peakRss)}, which also counts pages of the {Mib(file)} mapped file read at load"));
         }
         return 0;
     }

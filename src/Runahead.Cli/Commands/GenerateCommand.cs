@@ -23,7 +23,7 @@ public static class GenerateCommand
         var prompt = new Option<string?>("--prompt", "-p") { Description = $"Prompt text (default \"{DefaultPrompt}\")" };
         var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt text from a file" };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as token ids, e.g. 1,403,407 (no BOS added)" };
-        var count = new Option<int>("-n", "--tokens") { Description = "Tokens to generate, not counting the prompt", DefaultValueFactory = _ => 128 };
+        var count = new Option<int>("-n", "--tokens") { Description = "Tokens to generate, not counting the prompt (llama2.c's -n counts positions including the prompt: its -n 64 with a 5-token prompt is -n 60 here)", DefaultValueFactory = _ => 128 };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 = greedy", DefaultValueFactory = _ => 0.8f };
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = all)", DefaultValueFactory = _ => 40 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling probability mass (1 = off)", DefaultValueFactory = _ => 0.95f };
@@ -62,6 +62,7 @@ public static class GenerateCommand
             }
             catch (OperationCanceledException)
             {
+                stdout.WriteLine();
                 stderr.WriteLine("runahead: cancelled");
                 return 130;
             }

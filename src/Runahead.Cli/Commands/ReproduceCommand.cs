@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using Runahead.Planning;
 
 namespace Runahead.Cli.Commands;
@@ -17,10 +16,16 @@ public static class ReproduceCommand
         var calibration = new Option<string?>("--calibration") { Description = $"Calibration JSON (default: {CalibrationLocator.H200RelativePath} above the current folder)" };
         var output = new Option<string>("--out") { Description = "Markdown file to write (figures go to figures/ beside it)", DefaultValueFactory = _ => "docs/REPRODUCTION.md" };
         var scale = new Option<string>("--scale") { Description = "full (the study) or tiny (a smoke run)", DefaultValueFactory = _ => "full" };
+        var hostModel = new Option<string?>("--host-model") { Description = "Also run real prefills of this model on this host beside the simulator" };
+        var hostTokens = new Option<string>("--host-tokens") { Description = "Context lengths of the host runs", DefaultValueFactory = _ => "256,512" };
+        var hostRanks = new Option<string>("--host-ranks") { Description = "Rank counts of the host runs", DefaultValueFactory = _ => "2" };
+        var hostRepeats = new Option<int>("--host-repeats") { Description = "Timed runs per host point (median kept)", DefaultValueFactory = _ => 5 };
+        var hostCalibration = new Option<string?>("--host-calibration") { Description = "This host's calibration (default: measured now)" };
+        foreach (var o in new Option[] { hostModel, hostTokens, hostRanks, hostRepeats, hostCalibration }) cmd.Options.Add(o);
         cmd.Options.Add(calibration);
         cmd.Options.Add(output);
         cmd.Options.Add(scale);
-        cmd.SetAction(parse =>
+        cmd.SetAction(async (parse, cancellationToken) =>
         {
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
@@ -48,6 +53,16 @@ public static class ReproduceCommand
                     throw new RunaheadException($"{figDir}: cannot create the figures folder ({e.Message})");
                 }
                 var result = ReproductionStudy.Run(cal, options, m => stderr.WriteLine("simulating " + m));
+                if (parse.GetValue(hostModel) is { } modelPath)
+                {
+                    var tokenList = SimulateCommand.ParseList(parse.GetValue(hostTokens)!, "--host-tokens", s => Units.ParseTokens(s, "--host-tokens"));
+                    var rankList = SimulateCommand.ParseList(parse.GetValue(hostRanks)!, "--host-ranks", s =>
+                        int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v is >= 1 and <= 64 ? v
+                            : throw new RunaheadException($"--host-ranks: '{s}' is not a rank count between 1 and 64"));
+                    int repeats = parse.GetValue(hostRepeats);
+                    if (repeats is < 1 or > 100) throw new RunaheadException($"--host-repeats: {repeats} must be between 1 and 100");
+                    await RunHostAsync(result, modelPath, parse.GetValue(hostCalibration), tokenList, rankList, repeats, stderr, cancellationToken);
+                }
                 var figures = ReproductionFigures.Write(result, figDir);
                 string markdown = ReproductionReport.Render(result, figures, calPath);
                 try
@@ -66,8 +81,62 @@ public static class ReproduceCommand
                 stderr.WriteLine("runahead: " + e.Message);
                 return 1;
             }
+            catch (OperationCanceledException)
+            {
+                stderr.WriteLine("runahead: reproduce cancelled");
+                return 1;
+            }
         });
         return cmd;
+    }
+
+    /// <summary>Calibrates this host (unless a calibration is given) and runs real prefills beside the simulator.</summary>
+    private static async Task RunHostAsync(ReproductionResult result, string modelPath, string? calibrationPath, int[] tokens, int[] ranks,
+        int repeats, TextWriter log, CancellationToken ct)
+    {
+        const int threadsPerRank = 1;
+        string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
+        Calibration hostCal;
+        if (calibrationPath != null)
+        {
+            hostCal = Calibration.Load(calibrationPath);
+        }
+        else
+        {
+            int max = tokens.Max();
+            var cs = new List<int>();
+            for (int c = 16; c < max; c *= 2) cs.Add(c);
+            cs.Add(max);
+            var ps = new List<int> { 0 };
+            for (int p = 64; p < max; p *= 2) ps.Add(p);
+            ps.Add(max);
+            using var model = Runahead.Models.Model.Load(modelPath, new Runahead.Models.ModelLoadOptions { Threads = threadsPerRank, MaxChunkTokens = max, ContextLength = 2 * max });
+            hostCal = HostCalibrator.Measure(model, name, new HostCalibrationOptions { ChunkTokens = cs, PrefixTokens = ps, Repeats = 3, CancellationToken = ct },
+                m => log.WriteLine("calibrating " + m));
+        }
+        string calModel = hostCal.Models.Contains(name, StringComparer.OrdinalIgnoreCase) ? name : hostCal.Models[0];
+        result.HostRuns = await HostValidation.RunAsync(modelPath, hostCal, calModel,
+            new HostValidationOptions { Tokens = tokens, Ranks = ranks, Repeats = repeats, ThreadsPerRank = threadsPerRank, CancellationToken = ct },
+            m => log.WriteLine("host run " + m));
+        result.HostSetup = $"Model `{Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath))}`, {threadsPerRank} compute thread per rank, ranks as tasks of one process " +
+            $"(in-process transport), on {Environment.ProcessorCount} logical CPUs; calibration: {hostCal.Device}, transport " +
+            $"{F((hostCal.TransportBytesPerSecond ?? 0) / 1e9, "0.##")} GB/s and {F((hostCal.TransportLatencySeconds ?? 0) * 1e6, "0.#")} us " +
+            $"({hostCal.TransportMethod ?? "unknown"}); TTFT is the median of {repeats} runs after a warm-up" + LoadAverage() + ".";
+    }
+
+    /// <summary>The 1-minute load average when the runs ended (Linux), so a busy machine shows in the document.</summary>
+    private static string LoadAverage()
+    {
+        try
+        {
+            if (!File.Exists("/proc/loadavg")) return "";
+            var first = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+            return $"; load average {first} when the runs ended";
+        }
+        catch (IOException)
+        {
+            return "";
+        }
     }
 
     private static ReproductionOptions Tiny => new()
@@ -85,8 +154,6 @@ public static class ReproduceCommand
     };
 
     internal static string F(double v, string format = "0.00") => v.ToString(format, CultureInfo.InvariantCulture);
-    internal static string Ms(double seconds) => F(seconds * 1e3, "0.0");
-    internal static string Pct(double fraction) => F(fraction * 100, "0.0") + " %";
     internal static string Bw(double b) => Units.FormatBandwidth(b).Replace("GB/s", " GB/s", StringComparison.Ordinal);
     internal static string Slug(string model, double bw) => $"{model}-{F(bw / 1e9, "0.###")}GBps";
 }
@@ -117,7 +184,7 @@ internal static class ReproductionFigures
                 plt.Title($"{group.Key.Model}, {byRanks.Key} ranks, {ReproduceCommand.Bw(group.Key.Bandwidth)} (simulated on {r.Device})");
                 plt.XLabel("context (k tokens)");
                 plt.YLabel("TTFT (ms)");
-                plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+                plt.ShowLegend(ScottPlot.Edge.Right);
                 string name = $"ttft-{ReproduceCommand.Slug(group.Key.Model, group.Key.Bandwidth)}-p{byRanks.Key}.png";
                 Save(plt, dir, name);
                 files[$"ttft/{group.Key.Model}/{group.Key.Bandwidth}/{byRanks.Key}"] = name;
@@ -133,7 +200,7 @@ internal static class ReproductionFigures
                 plt.Title($"{group.Key.Model}, {ReproduceCommand.Bw(group.Key.Bandwidth)}: speedup of KVR-S over TSP");
                 plt.XLabel("context (k tokens)");
                 plt.YLabel("speedup (x)");
-                plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+                plt.ShowLegend(ScottPlot.Edge.Right);
                 string name = $"speedup-{ReproduceCommand.Slug(group.Key.Model, group.Key.Bandwidth)}.png";
                 Save(plt, dir, name);
                 files[$"speedup/{group.Key.Model}/{group.Key.Bandwidth}"] = name;
@@ -160,7 +227,7 @@ internal static class ReproductionFigures
             plt.Title("Slowdown from sidecar traffic (orange: TSP, blue: KVR-S)");
             plt.YLabel("TTFT increase (%)");
             plt.Axes.Margins(bottom: 0);
-            Save(plt, dir, "noise.png", width: Math.Max(800, 120 * r.Noise.Count));
+            Save(plt, dir, "noise.png", width: Math.Max(1000, 120 * r.Noise.Count));
             files["noise"] = "noise.png";
         }
         if (r.Bound.Count > 0)
@@ -173,12 +240,14 @@ internal static class ReproductionFigures
             s.LegendText = "simulated KVR-S";
             var e = plt.Add.Scatter(xs, r.Bound.Select(b => 1 / b.KvrEvenRatio).ToArray());
             e.LegendText = "simulated KVR-E";
+            // Drawn wide and below: with free links and no weight work it coincides with TSP (causal).
+            e.LineWidth = 6;
             var t = plt.Add.Scatter(xs, r.Bound.Select(b => 1 / b.TspCausalRatio).ToArray());
             t.LegendText = "simulated TSP (causal)";
-            plt.Title("Attention-only speedup over a dense single rank (a C^2 per layer)");
+            plt.Title("Attention-only speedup over a dense single rank");
             plt.XLabel("ranks P");
             plt.YLabel("speedup (x)");
-            plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+            plt.ShowLegend(ScottPlot.Edge.Right);
             Save(plt, dir, "bound.png");
             files["bound"] = "bound.png";
         }
@@ -190,7 +259,7 @@ internal static class ReproductionFigures
         return files;
     }
 
-    private static void Save(ScottPlot.Plot plt, string dir, string name, int width = 800, int height = 500)
+    private static void Save(ScottPlot.Plot plt, string dir, string name, int width = 1000, int height = 500)
     {
         string path = Path.Combine(dir, name);
         try

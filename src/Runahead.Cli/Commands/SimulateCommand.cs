@@ -12,7 +12,7 @@ public static class SimulateCommand
     {
         var cmd = new Command("simulate", "Simulate prefill strategies on a calibrated cost model");
         var calibration = new Option<string>("--calibration") { Description = "Calibration JSON (h200-layer-costs.json or `runahead calibrate` output)", Required = true };
-        var shape = new Option<string>("--model-shape") { Description = "llama2-7b, falcon-7b, tinyllama-1.1b, smollm-135m, tiny", Required = true };
+        var shape = new Option<string>("--model-shape") { Description = "llama2-7b, falcon-7b, tinyllama-1.1b, smollm-135m, tiny, or a model file (its shape)", Required = true };
         var calModel = new Option<string?>("--calibration-model") { Description = "Model name of the calibration rows (default: the shape name)" };
         var tokens = new Option<string>("--tokens") { Description = "Context lengths, e.g. 1k,4k,16k", DefaultValueFactory = _ => "4k" };
         var ranks = new Option<string>("--ranks") { Description = "Rank counts, e.g. 2,4,8", DefaultValueFactory = _ => "4" };
@@ -30,7 +30,9 @@ public static class SimulateCommand
         var costSource = new Option<string>("--cost") { Description = "hybrid (grid inside, fit outside) or fit", DefaultValueFactory = _ => "hybrid" };
         var trace = new Option<string?>("--trace") { Description = "Write Chrome trace-event JSON timelines (one file per run, suffixed when several)" };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of a table" };
-        foreach (var o in new Option[] { calibration, shape, calModel, tokens, ranks, strategy, partition, table, saveTable, bandwidth, matrix, latency, noise, noisyLinks, burst, seed, costSource, trace, json })
+        var remeasure = new Option<int>("--remeasure") { Description = "With --partition searched: measure the best N candidates on real in-process ranks of --measure-model" };
+        var measureModel = new Option<string?>("--measure-model") { Description = "Model file the re-measurement runs (its shape should match --model-shape)" };
+        foreach (var o in new Option[] { calibration, shape, calModel, tokens, ranks, strategy, partition, table, saveTable, bandwidth, matrix, latency, noise, noisyLinks, burst, seed, costSource, trace, json, remeasure, measureModel })
             cmd.Options.Add(o);
 
         cmd.SetAction(parse =>
@@ -40,8 +42,7 @@ public static class SimulateCommand
             try
             {
                 var cal = Calibration.Load(parse.GetValue(calibration)!);
-                string shapeName = parse.GetValue(shape)!;
-                var modelShape = ShapeCatalog.Get(shapeName);
+                var (shapeName, modelShape) = ResolveShape(parse.GetValue(shape)!);
                 var source = ParseCostSource(parse.GetValue(costSource)!);
                 var cost = cal.CostModel(modelShape, parse.GetValue(calModel) ?? shapeName, source);
                 var tokenList = ParseList(parse.GetValue(tokens)!, "--tokens", s => Units.ParseTokens(s, "--tokens"));
@@ -59,6 +60,12 @@ public static class SimulateCommand
                 var results = new List<(int Tokens, int Ranks, string Partition, SimulationResult Result)>();
                 string partitionSpec = parse.GetValue(partition)!;
                 var tracePath = parse.GetValue(trace);
+                int remeasureCount = parse.GetValue(remeasure);
+                string? measurePath = parse.GetValue(measureModel);
+                if (remeasureCount < 0 || remeasureCount > 64) throw new RunaheadException($"--remeasure: {remeasureCount} must be between 0 and 64");
+                if (remeasureCount > 0 && (measurePath == null || partitionSpec.Trim().ToLowerInvariant() != "searched"))
+                    throw new RunaheadException("--remeasure needs --partition searched and --measure-model");
+                using var measurer = remeasureCount > 0 ? new InProcessCandidateMeasurer(measurePath!) : null;
                 int runs = tokenList.Length * rankList.Length * strategies.Length;
                 foreach (int p in rankList)
                 {
@@ -71,7 +78,7 @@ public static class SimulateCommand
                     var sim = new Simulator(cost, links);
                     // Partitions are planned on the clean links: a planner does not know when sidecar traffic comes.
                     var planner = MakePlanner(partitionSpec, new Simulator(cost, topology), parse.GetValue(table), parse.GetValue(saveTable),
-                        cal, shapeName, cost, topology, bw, p, stderr);
+                        cal, shapeName, cost, topology, bw, p, stderr, measurer, remeasureCount);
                     foreach (int c in tokenList)
                     {
                         foreach (var s in strategies)
@@ -94,6 +101,9 @@ public static class SimulateCommand
                         }
                     }
                 }
+                if (measurer != null)
+                    foreach (var (chunks, seconds) in measurer.Measurements)
+                        stderr.WriteLine($"measured KVR {Partition.Format(chunks)} on real ranks: {seconds * 1e3:0.000} ms");
                 if (parse.GetValue(json)) WriteJson(stdout, cal, cost, topology, results);
                 else WriteTable(stdout, cal, cost, topology, share > 0 ? $"background {share:P0} in {burstSeconds * 1e3:0.###} ms bursts on links {noisySpec}, seed {seedValue}" : null, results);
                 return 0;
@@ -108,12 +118,14 @@ public static class SimulateCommand
     }
 
     private static IPartitionPlanner MakePlanner(string spec, Simulator cleanSim, string? tablePath, string? saveTable, Calibration cal,
-        string shape, LayerCostModel cost, LinkTopology topology, double bandwidth, int ranks, TextWriter log)
+        string shape, LayerCostModel cost, LinkTopology topology, double bandwidth, int ranks, TextWriter log,
+        ICandidateMeasurer? measurer, int remeasure)
     {
         switch (spec.Trim().ToLowerInvariant())
         {
             case "even": return new EvenPartitionPlanner();
-            case "searched": return new SearchedPartitionPlanner(cleanSim);
+            case "searched":
+                return new SearchedPartitionPlanner(cleanSim, measurer == null ? null : new PartitionSearchOptions { Measurer = measurer, Remeasure = remeasure });
             case "predicted":
                 PartitionTable t;
                 if (tablePath != null) t = PartitionTable.Load(tablePath);
@@ -126,6 +138,14 @@ public static class SimulateCommand
                 return new PredictedPartitionPlanner(t, bandwidth);
             default: return new ExplicitPartitionPlanner(Partition.ParseWeights(spec, "--partition"));
         }
+    }
+
+    /// <summary>A named shape, or the configuration of a model file or folder (e.g. the one `calibrate` measured).</summary>
+    internal static (string Name, Runahead.Models.ModelConfig Shape) ResolveShape(string nameOrPath)
+    {
+        if (!File.Exists(nameOrPath) && !Directory.Exists(nameOrPath)) return (nameOrPath, ShapeCatalog.Get(nameOrPath));
+        using var source = Runahead.Formats.WeightSources.Open(nameOrPath);
+        return (Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(nameOrPath)), source.Config);
     }
 
     internal static CostSource ParseCostSource(string s) => s.Trim().ToLowerInvariant() switch

@@ -7,7 +7,8 @@ namespace Runahead.Formats;
 /// canonical (GGUF-style) names, their bytes memory-mapped where the file allows it.
 ///
 /// Canonical names: token_embd.weight, output_norm.weight (+ .bias), output.weight (absent when tied),
-/// blk.N.attn_norm.weight (+ .bias), blk.N.attn_norm_2.weight (+ .bias; Falcon new decoder architecture),
+/// blk.N.attn_norm.weight (+ .bias; the norm feeding attention), blk.N.attn_norm_2.weight (+ .bias; Falcon new
+/// decoder architecture: the norm feeding the MLP; GGUF files store these two under swapped names, see FalconNormNames),
 /// blk.N.attn_q.weight, blk.N.attn_k.weight, blk.N.attn_v.weight, or blk.N.attn_qkv.weight (fused rows: all Q heads,
 /// then all K heads, then all V heads), blk.N.attn_output.weight, blk.N.ffn_norm.weight, blk.N.ffn_gate.weight,
 /// blk.N.ffn_up.weight, blk.N.ffn_down.weight (+ .bias for any of them when the model has biases).

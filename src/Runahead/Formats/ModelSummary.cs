@@ -42,7 +42,7 @@ public sealed record ModelSummary(
         {
             var meta = GgufModelWriter.FindTokenizer(source);
             if (meta == null) return ("none", 0);
-            return (source.FormatName == "llama2c" ? "llama (llama2.c tokenizer.bin)" : meta.Model + " (tokenizer.json)", meta.TokenCount);
+            return (source.FormatName == "llama2c" ? "llama (llama2.c tokenizer)" : meta.Model + " (tokenizer.json)", meta.TokenCount);
         }
         catch (InvalidModelFileException e)
         {

@@ -11,6 +11,9 @@ public sealed record GenerationOptions
 
     public SamplingOptions Sampling { get; init; } = new();
 
-    /// <summary>Token ids that end generation (not yielded). Null: the tokenizer's (or else the model's) EOS id.</summary>
+    /// <summary>
+    /// Token ids that end generation (not yielded). Null: the tokenizer's (or else the model's) EOS id, plus BOS for
+    /// llama2.c checkpoints (run.c stops there: BOS starts the next story).
+    /// </summary>
     public IReadOnlyList<int>? StopIds { get; init; }
 }

@@ -24,8 +24,11 @@ public sealed class GenerationStats
     /// <summary>Time spent in the prefill strategy.</summary>
     public TimeSpan PrefillTime { get; internal set; }
 
-    /// <summary>Time from the first token known to the last one known (the decode steps).</summary>
+    /// <summary>Time spent in the decode steps after the first token (forward + sampling; not the consumer's time between tokens).</summary>
     public TimeSpan DecodeTime { get; internal set; }
+
+    /// <summary>One-token forward steps after the first token (each yields a token, or the stop id that ended generation).</summary>
+    public int DecodeSteps { get; internal set; }
 
     public StopReason StopReason { get; internal set; }
 
@@ -35,6 +38,6 @@ public sealed class GenerationStats
     /// <summary>Prompt tokens per second of prefill (prompt tokens / time to first token).</summary>
     public double PromptTokensPerSecond => TimeToFirstToken > TimeSpan.Zero ? PromptTokens / TimeToFirstToken.TotalSeconds : 0;
 
-    /// <summary>Decode tokens per second (tokens after the first / decode time).</summary>
-    public double DecodeTokensPerSecond => GeneratedTokens > 1 && DecodeTime > TimeSpan.Zero ? (GeneratedTokens - 1) / DecodeTime.TotalSeconds : 0;
+    /// <summary>Decode tokens per second (decode steps / decode time).</summary>
+    public double DecodeTokensPerSecond => DecodeSteps > 0 && DecodeTime > TimeSpan.Zero ? DecodeSteps / DecodeTime.TotalSeconds : 0;
 }

@@ -86,19 +86,21 @@ public sealed class Generator
         _decodeWorkspace ??= Model.CreateWorkspace(1);
         var logits = prefill.Logits;
         var step = new int[1];
-        TimeSpan firstKnown = default;
+        TimeSpan stepStart = default;
 
         for (int index = 0; ; index++)
         {
             int next = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
             var known = clock.Elapsed;
-            if (index == 0) { firstKnown = known; stats.TimeToFirstToken = known; }
-            else stats.DecodeTime = known - firstKnown;
+            // Decode time counts only our own work: the consumer's time between tokens (printing) is left out.
+            if (index == 0) stats.TimeToFirstToken = known;
+            else { stats.DecodeTime += known - stepStart; stats.DecodeSteps++; }
             if (stopIds.Contains(next)) { stats.StopReason = StopReason.EndOfSequence; break; }
 
             history.Add(next);
             stats.GeneratedIds.Add(next);
             yield return new GeneratedToken(next, streamer?.Add(next) ?? "", index, known);
+            stepStart = clock.Elapsed;
 
             if (index + 1 >= options.MaxNewTokens) { stats.StopReason = StopReason.TokenBudget; break; }
             if (index == 0) cache.EnsureCapacity(capacity);
@@ -130,6 +132,9 @@ public sealed class Generator
         if (options.StopIds != null) { foreach (var id in options.StopIds) set.Add(id); return set; }
         int eos = Tokenizer?.EosId ?? Model.Config.EosId;
         if (eos >= 0) set.Add(eos);
+        // llama2.c's run.c ends a story when the model starts the next one (BOS), as its training data delimits them.
+        int bos = Tokenizer?.BosId ?? Model.Config.BosId;
+        if (Model.FormatName == "llama2c" && bos >= 0) set.Add(bos);
         return set;
     }
 }

@@ -9,6 +9,8 @@ namespace Runahead.Models;
 /// <see cref="ComputeQkv"/> (norm, projections, RoPE) and <see cref="Finish"/> (attention against any K,V prefix,
 /// output projection, MLP, residuals). Llama: pre-norm attention then pre-norm SwiGLU MLP. Falcon: attention and a
 /// GELU MLP in parallel from the same residual stream (one shared LayerNorm, or two in the new decoder architecture).
+/// A layer holds only weights: all scratch is in the <see cref="ForwardWorkspace"/>, so concurrent calls with
+/// separate workspaces are safe (the shared compute pool runs a concurrent caller's work inline on its thread).
 /// </summary>
 public sealed class DecoderLayer
 {

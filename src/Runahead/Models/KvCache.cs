@@ -21,6 +21,7 @@ public sealed class KvCache
         if (capacity < 0) throw new ArgumentOutOfRangeException(nameof(capacity), "capacity must be >= 0");
         if ((long)capacity * config.KvDim > Array.MaxLength)
             throw new RunaheadException($"a KV cache of {capacity} tokens x {config.KvDim} values does not fit one array per layer");
+        CheckMemory(config, capacity);
         Config = config;
         _kvDim = config.KvDim;
         Capacity = capacity;
@@ -74,6 +75,7 @@ public sealed class KvCache
         if (capacity <= Capacity) return;
         if ((long)capacity * _kvDim > Array.MaxLength)
             throw new RunaheadException($"a KV cache of {capacity} tokens x {_kvDim} values does not fit one array per layer");
+        CheckMemory(Config, capacity);
         for (int l = 0; l < _keys.Length; l++)
         {
             var k = new float[capacity * _kvDim];
@@ -84,6 +86,15 @@ public sealed class KvCache
             _values[l] = v;
         }
         Capacity = capacity;
+    }
+
+    /// <summary>A clear error instead of an out-of-memory crash when a context length asks for more than the machine has.</summary>
+    private static void CheckMemory(ModelConfig config, int capacity)
+    {
+        long bytes = 2L * config.Layers * capacity * config.KvDim * sizeof(float);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (available > 0 && bytes > available)
+            throw new RunaheadException($"a KV cache of {capacity} tokens needs {bytes / (1024.0 * 1024 * 1024):F1} GiB, more than the {available / (1024.0 * 1024 * 1024):F1} GiB available; use a shorter context");
     }
 
     private int RowOffset(int start, int count)

@@ -113,6 +113,20 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>
+    /// Bytes of all tensors in the (memory-mapped) source. Pages read while preparing weights count in the process's
+    /// resident set until the kernel drops them, so peak RSS can exceed the prepared weights by up to this much.
+    /// </summary>
+    public long SourceTensorBytes
+    {
+        get
+        {
+            long b = 0;
+            foreach (var t in _source.Tensors) b += Math.Max(0, t.ByteSize);
+            return b;
+        }
+    }
+
     /// <summary>Bytes of the embedding table read from the memory-mapped source.</summary>
     public long MappedEmbeddingBytes => _embedding.ByteSize;
 

@@ -13,9 +13,12 @@ public interface IParallelWork
 
 /// <summary>
 /// A persistent pool of compute threads: <see cref="ComputePool.Threads"/> - 1 dedicated workers plus the caller.
-/// <see cref="For(int, IParallelWork)"/> hands out items dynamically (an atomic counter) and returns when all are done.
-/// Workers spin briefly after each job, because inference issues jobs back to back, then park so an idle pool costs
-/// nothing. A call made while the pool is busy (nested, or from another thread) runs inline on the calling thread.
+/// <see cref="For(int, IParallelWork)"/> hands out items dynamically and returns when all are done.
+/// Items are claimed by compare-and-swap on one word holding (job generation, next item), so the caller waits only
+/// for items actually claimed: a worker the OS has not scheduled yet (an oversubscribed machine) never delays a job,
+/// it just finds nothing left. Workers spin briefly after each job, because inference issues jobs back to back, then
+/// park so an idle pool costs nothing. A call made while the pool is busy (nested, or from another thread) runs
+/// inline on the calling thread.
 /// </summary>
 public sealed class ComputePool : IDisposable
 {
@@ -26,20 +29,25 @@ public sealed class ComputePool : IDisposable
     private readonly Thread[] _workers;
     private readonly object _wakeLock = new();
     private readonly object _doneLock = new();
-    private int _busy; // 1 while a job runs; not a Monitor, because a nested call on the caller thread must not re-enter
     private readonly ActionWork _actionWork = new();
 
-    private long _generation;
+    // Jobs alternate between two slots by generation parity: a late worker still looking at job g reads slot g & 1,
+    // which is rewritten only for job g + 2, after which its claim (checked against the generation) must fail.
+    private readonly Job[] _jobs = [new(), new()];
+    private long _state; // generation << 32 | next item index
+    private int _completed;
+    private int _generation;
+    private int _busy; // 1 while a job runs; not a Monitor, because a nested call on the caller thread must not re-enter
     private int _parkedWorkers;
     private bool _callerParked;
     private volatile bool _disposed;
-
-    // The current job; written by the caller before _generation is bumped, read by workers after they see it.
-    private IParallelWork? _work;
-    private int _count;
-    private int _next;
-    private int _pendingWorkers;
     private ExceptionDispatchInfo? _failure;
+
+    private sealed class Job
+    {
+        public volatile IParallelWork? Work;
+        public volatile int Count;
+    }
 
     public int Threads { get; }
 
@@ -67,21 +75,16 @@ public sealed class ComputePool : IDisposable
     public void For(int count, Action<int> body)
     {
         ArgumentNullException.ThrowIfNull(body);
-        if (!CanRunParallel(count))
+        if (!CanRunParallel(count) || !TryAcquire())
         {
             for (int i = 0; i < count; i++) body(i);
             return;
         }
         // The adapter is owned by the pool and only used while _busy is held, so no per-call allocation.
-        if (!TryAcquire())
-        {
-            for (int i = 0; i < count; i++) body(i);
-            return;
-        }
         try
         {
             _actionWork.Body = body;
-            RunLocked(count, _actionWork);
+            RunAcquired(count, _actionWork);
         }
         finally
         {
@@ -96,12 +99,12 @@ public sealed class ComputePool : IDisposable
         ArgumentNullException.ThrowIfNull(work);
         if (!CanRunParallel(count) || !TryAcquire())
         {
-            RunInline(count, work);
+            for (int i = 0; i < count; i++) work.Run(i, 0);
             return;
         }
         try
         {
-            RunLocked(count, work);
+            RunAcquired(count, work);
         }
         finally
         {
@@ -113,57 +116,64 @@ public sealed class ComputePool : IDisposable
 
     private bool CanRunParallel(int count) => Threads > 1 && count > 1 && !_disposed;
 
-    private static void RunInline(int count, IParallelWork work)
+    private void RunAcquired(int count, IParallelWork work)
     {
-        for (int i = 0; i < count; i++) work.Run(i, 0);
-    }
-
-    private void RunLocked(int count, IParallelWork work)
-    {
-        _work = work;
-        _count = count;
-        _next = 0;
+        int generation = ++_generation;
+        var job = _jobs[generation & 1];
+        job.Work = work;
+        job.Count = count;
         _failure = null;
-        _pendingWorkers = _workers.Length;
-        Interlocked.Increment(ref _generation);
+        Volatile.Write(ref _completed, 0);
+        Interlocked.Exchange(ref _state, (long)generation << 32);
         if (Volatile.Read(ref _parkedWorkers) > 0)
         {
             lock (_wakeLock) Monitor.PulseAll(_wakeLock);
         }
 
-        DrainItems(0);
-        WaitForWorkers();
-        _work = null;
+        Drain(generation, work, count, 0);
+        WaitForCompletion(count);
+        job.Work = null;
         var failure = _failure;
         _failure = null;
         failure?.Throw();
     }
 
-    private void DrainItems(int worker)
+    /// <summary>Claims and runs items of job <paramref name="generation"/> until none are left or a newer job began.</summary>
+    private void Drain(int generation, IParallelWork work, int count, int worker)
     {
-        var work = _work!;
-        int count = _count;
         while (true)
         {
-            int i = Interlocked.Increment(ref _next) - 1;
-            if (i >= count) return;
-            try
+            long s = Volatile.Read(ref _state);
+            if ((int)(s >> 32) != generation) return;
+            int item = (int)s;
+            if (item >= count) return;
+            if (Interlocked.CompareExchange(ref _state, s + 1, s) != s) continue;
+            if (_failure is null)
             {
-                work.Run(i, worker);
+                try
+                {
+                    work.Run(item, worker);
+                }
+                catch (Exception e)
+                {
+                    // Later items are skipped (still counted): the caller rethrows the first failure.
+                    Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+                }
             }
-            catch (Exception e)
+            if (Interlocked.Increment(ref _completed) == count && worker != 0)
             {
-                Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
-                // Skip the remaining items: the caller rethrows the first failure.
-                Volatile.Write(ref _next, count);
+                lock (_doneLock)
+                {
+                    if (_callerParked) Monitor.PulseAll(_doneLock);
+                }
             }
         }
     }
 
-    private void WaitForWorkers()
+    private void WaitForCompletion(int count)
     {
         long start = Stopwatch.GetTimestamp();
-        while (Volatile.Read(ref _pendingWorkers) > 0)
+        while (Volatile.Read(ref _completed) < count)
         {
             if (Stopwatch.GetTimestamp() - start < SpinTicks)
             {
@@ -173,7 +183,7 @@ public sealed class ComputePool : IDisposable
             lock (_doneLock)
             {
                 _callerParked = true;
-                while (Volatile.Read(ref _pendingWorkers) > 0) Monitor.Wait(_doneLock, ParkTimeout);
+                while (Volatile.Read(ref _completed) < count) Monitor.Wait(_doneLock, ParkTimeout);
                 _callerParked = false;
             }
         }
@@ -181,12 +191,12 @@ public sealed class ComputePool : IDisposable
 
     private void WorkerLoop(int worker)
     {
-        long seen = 0;
+        int seen = 0;
         while (true)
         {
             long start = Stopwatch.GetTimestamp();
-            long gen;
-            while ((gen = Volatile.Read(ref _generation)) == seen && !_disposed)
+            int generation;
+            while ((generation = (int)(Volatile.Read(ref _state) >> 32)) == seen && !_disposed)
             {
                 if (Stopwatch.GetTimestamp() - start < SpinTicks)
                 {
@@ -195,22 +205,19 @@ public sealed class ComputePool : IDisposable
                 }
                 lock (_wakeLock)
                 {
-                    // Registering before the re-check pairs with the caller's bump-then-read: no lost wake-up.
+                    // Registering before the re-check pairs with the caller's publish-then-read: no lost wake-up.
                     Interlocked.Increment(ref _parkedWorkers);
-                    while (Volatile.Read(ref _generation) == seen && !_disposed) Monitor.Wait(_wakeLock, ParkTimeout);
+                    while ((int)(Volatile.Read(ref _state) >> 32) == seen && !_disposed) Monitor.Wait(_wakeLock, ParkTimeout);
                     Interlocked.Decrement(ref _parkedWorkers);
                 }
             }
             if (_disposed) return;
-            seen = gen;
-            DrainItems(worker);
-            if (Interlocked.Decrement(ref _pendingWorkers) == 0)
-            {
-                lock (_doneLock)
-                {
-                    if (_callerParked) Monitor.PulseAll(_doneLock);
-                }
-            }
+            seen = generation;
+            var job = _jobs[generation & 1];
+            var work = job.Work;
+            int count = job.Count;
+            // A stale or half-written slot is harmless: every claim re-checks the generation.
+            if (work is not null) Drain(generation, work, count, worker);
         }
     }
 

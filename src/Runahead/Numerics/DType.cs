@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Runahead.Formats;
 
 namespace Runahead.Numerics;
@@ -36,7 +37,19 @@ public static class DType
             case TensorType.BF16:
             {
                 var b = MemoryMarshal.Cast<byte, ushort>(src);
-                for (int i = 0; i < dst.Length; i++) dst[i] = Bf16ToFloat(b[i]);
+                int i = 0;
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    // bf16 is the top half of a float: widen and shift, 32 at a time.
+                    var floats = MemoryMarshal.Cast<float, uint>(dst);
+                    for (; i + 32 <= dst.Length; i += 32)
+                    {
+                        var v = Vector512.Create<ushort>(b.Slice(i, 32));
+                        Vector512.ShiftLeft(Vector512.WidenLower(v), 16).CopyTo(floats.Slice(i, 16));
+                        Vector512.ShiftLeft(Vector512.WidenUpper(v), 16).CopyTo(floats.Slice(i + 16, 16));
+                    }
+                }
+                for (; i < dst.Length; i++) dst[i] = Bf16ToFloat(b[i]);
                 break;
             }
             case TensorType.Q8_0:

@@ -13,7 +13,9 @@ namespace Runahead.Numerics;
 /// </summary>
 internal sealed unsafe class FlashAttention : IParallelWork
 {
-    private const int KeyTile = 64;
+    // 32 keys x 64 rows: Q^T, S^T and O (8 + 8 + 16 KiB at head size 64) stay in L1 next to the K/V rows being read.
+    // Measured on Zen 5 at 1024 tokens: 32x64 is 12 % faster than 64x64; 32 rows loses 25 % (K/V re-read per item).
+    private const int KeyTile = 32;
     private const int TargetRows = 64;
     private const int V = 16; // floats per Vector512
 
@@ -46,6 +48,8 @@ internal sealed unsafe class FlashAttention : IParallelWork
         }
     }
 
+    // Fully optimised from the first call: a prompt's first prefill is the one that is timed (TTFT).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int item, int worker)
     {
         // Later query blocks see more keys: hand them out first so the tail of the job is short items.
@@ -93,8 +97,9 @@ internal sealed unsafe class FlashAttention : IParallelWork
                     s.ValueRows[t] = dst;
                 }
             }
-            Scores(s, keysPadded, rowsPadded, d);
             bool masked = t0 + keysPadded - 1 > minLimit;
+            if (!masked) new Span<float>(s.TileMax, rowsPadded).Fill(float.NegativeInfinity);
+            Scores(s, keysPadded, rowsPadded, d, trackMax: !masked);
             Softmax(s, t0, keys, keysPadded, rowsPadded, masked);
             AccumulateValues(s, keysPadded, rowsPadded, dPadded);
         }
@@ -108,10 +113,14 @@ internal sealed unsafe class FlashAttention : IParallelWork
         }
     }
 
-    /// <summary>S^T[t][r] = sum_d K[t, d] Q^T[d][r] for 4 keys x 4 row vectors at a time.</summary>
+    /// <summary>
+    /// S^T[t][r] = sum_d K[t, d] Q^T[d][r] for 4 keys x 4 row vectors at a time. With trackMax (unmasked tiles) the
+    /// row maxima are folded into TileMax while the results are still in registers, saving the softmax a pass.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores(Scratch s, int keys, int rowsPadded, int d)
+    private static void Scores(Scratch s, int keys, int rowsPadded, int d, bool trackMax)
     {
+        float* tileMax = s.TileMax;
         float* qt = s.Qt, st = s.St;
         int rowVectors = rowsPadded / V;
         for (int t = 0; t < keys; t += 4)
@@ -147,6 +156,14 @@ internal sealed unsafe class FlashAttention : IParallelWork
                 b0.Store(o); b1.Store(o + 16); b2.Store(o + 32); b3.Store(o + 48); o += rowsPadded;
                 c0.Store(o); c1.Store(o + 16); c2.Store(o + 32); c3.Store(o + 48); o += rowsPadded;
                 e0.Store(o); e1.Store(o + 16); e2.Store(o + 32); e3.Store(o + 48);
+                if (trackMax)
+                {
+                    float* mx = tileMax + rv * V;
+                    Vector512.Max(Vector512.Load(mx), Vector512.Max(Vector512.Max(a0, b0), Vector512.Max(c0, e0))).Store(mx);
+                    Vector512.Max(Vector512.Load(mx + 16), Vector512.Max(Vector512.Max(a1, b1), Vector512.Max(c1, e1))).Store(mx + 16);
+                    Vector512.Max(Vector512.Load(mx + 32), Vector512.Max(Vector512.Max(a2, b2), Vector512.Max(c2, e2))).Store(mx + 32);
+                    Vector512.Max(Vector512.Load(mx + 48), Vector512.Max(Vector512.Max(a3, b3), Vector512.Max(c3, e3))).Store(mx + 48);
+                }
             }
             for (; rv < rowVectors; rv++)
             {
@@ -162,6 +179,11 @@ internal sealed unsafe class FlashAttention : IParallelWork
                 }
                 float* o = st + t * rowsPadded + rv * V;
                 a.Store(o); b.Store(o + rowsPadded); c.Store(o + 2 * rowsPadded); e.Store(o + 3 * rowsPadded);
+                if (trackMax)
+                {
+                    float* mx = tileMax + rv * V;
+                    Vector512.Max(Vector512.Load(mx), Vector512.Max(Vector512.Max(a, b), Vector512.Max(c, e))).Store(mx);
+                }
             }
         }
     }
@@ -193,7 +215,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
             }
             else
             {
-                for (int t = 0; t < keysPadded; t++) max = Vector512.Max(max, Vector512.Load(st + t * rowsPadded + rv));
+                max = Vector512.Load(s.TileMax + rv);
             }
             var mNew = Vector512.Max(mOld, max);
             var sum = Vector512<float>.Zero;
@@ -278,11 +300,11 @@ internal sealed unsafe class FlashAttention : IParallelWork
     /// <summary>Per-thread pinned buffers, grown on demand and kept (pool threads are persistent).</summary>
     private sealed class Scratch
     {
-        private float[] _qt = [], _st = [], _o = [], _m = [], _l = [], _alpha = [], _paddedV = [], _zero = [];
+        private float[] _qt = [], _st = [], _o = [], _m = [], _l = [], _alpha = [], _tileMax = [], _paddedV = [], _zero = [];
         private int[] _limit = [];
         private nint[] _keyRows = [], _valueRows = [];
 
-        public float* Qt, St, O, M, L, Alpha, PaddedV, Zero;
+        public float* Qt, St, O, M, L, Alpha, TileMax, PaddedV, Zero;
         public int* Limit;
         public float** KeyRows, ValueRows;
 
@@ -294,6 +316,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
             Grow(ref _m, ref M, rowsPadded);
             Grow(ref _l, ref L, rowsPadded);
             Grow(ref _alpha, ref Alpha, rowsPadded);
+            Grow(ref _tileMax, ref TileMax, rowsPadded);
             Grow(ref _paddedV, ref PaddedV, KeyTile * dPadded);
             if (_zero.Length < dPadded)
             {

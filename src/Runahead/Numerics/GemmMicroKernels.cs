@@ -115,6 +115,30 @@ internal static unsafe class GemmMicroKernels
         // Missing rows alias row 0: the extra FMAs are free in a memory-bound loop and keep one code path.
         float* x0 = x, x1 = rows > 1 ? x + ldx : x, x2 = rows > 2 ? x + 2 * ldx : x, x3 = rows > 3 ? x + 3 * ldx : x;
         nint step = NR * T.Size;
+        if (UseVector512 && rows == 1)
+        {
+            // Two k per iteration into separate accumulators: FMA latency, not the conversion, would bound one chain.
+            Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            nint i = 0;
+            for (; i + 2 <= k; i += 2, panel += 2 * step)
+            {
+                T.Load32(panel, out var lo, out var hi);
+                T.Load32(panel + step, out var lo2, out var hi2);
+                var v = Vector512.Create(x0[i]);
+                var v2 = Vector512.Create(x0[i + 1]);
+                s0 = Vector512.FusedMultiplyAdd(v, lo, s0); s1 = Vector512.FusedMultiplyAdd(v, hi, s1);
+                s2 = Vector512.FusedMultiplyAdd(v2, lo2, s2); s3 = Vector512.FusedMultiplyAdd(v2, hi2, s3);
+            }
+            if (i < k)
+            {
+                T.Load32(panel, out var lo, out var hi);
+                var v = Vector512.Create(x0[i]);
+                s0 = Vector512.FusedMultiplyAdd(v, lo, s0); s1 = Vector512.FusedMultiplyAdd(v, hi, s1);
+            }
+            (s0 + s2).Store(y);
+            (s1 + s3).Store(y + 16);
+            return;
+        }
         if (UseVector512)
         {
             Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default;

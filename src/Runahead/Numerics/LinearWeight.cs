@@ -46,24 +46,27 @@ public sealed class LinearWeight
         if (need < 0 || stored.Length < need)
             throw new ArgumentException($"{stored.Length} bytes cannot hold a [{outFeatures}, {inFeatures}] {type} weight");
         long packedElements = PackedLength(outFeatures, inFeatures);
+        if (packedElements > Array.MaxLength)
+            throw new ArgumentException($"a [{outFeatures}, {inFeatures}] weight is too large to pack ({packedElements} elements)");
         switch (type)
         {
             case TensorType.F32:
             {
-                var panels = GC.AllocateUninitializedArray<float>(checked((int)packedElements), pinned: true);
+                var panels = GC.AllocateUninitializedArray<float>((int)packedElements, pinned: true);
                 PackRows(MemoryMarshal.Cast<byte, float>(stored), outFeatures, inFeatures, panels);
                 return new LinearWeight(panels, null, PanelType.F32, outFeatures, inFeatures, type);
             }
             case TensorType.F16:
             case TensorType.BF16:
             {
-                var panels = GC.AllocateUninitializedArray<ushort>(checked((int)packedElements), pinned: true);
+                var panels = GC.AllocateUninitializedArray<ushort>((int)packedElements, pinned: true);
                 PackRows(MemoryMarshal.Cast<byte, ushort>(stored), outFeatures, inFeatures, panels);
-                return new LinearWeight(null, panels, type == TensorType.F16 ? PanelType.F16 : PanelType.BF16, outFeatures, inFeatures, type);
+                var panelType = type == TensorType.BF16 ? PanelType.BF16 : HasInfOrNaN(panels) ? PanelType.F16 : PanelType.F16Finite;
+                return new LinearWeight(null, panels, panelType, outFeatures, inFeatures, type);
             }
             case TensorType.Q8_0:
             {
-                var panels = GC.AllocateUninitializedArray<float>(checked((int)packedElements), pinned: true);
+                var panels = GC.AllocateUninitializedArray<float>((int)packedElements, pinned: true);
                 int rowBytes = inFeatures / 32 * 34;
                 var row = new float[inFeatures];
                 int panelCount = (outFeatures + NR - 1) / NR;
@@ -102,16 +105,50 @@ public sealed class LinearWeight
         ? (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_f32))
         : (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_u16!));
 
+    private static bool HasInfOrNaN(ushort[] halves)
+    {
+        foreach (ushort h in halves)
+            if ((h & 0x7c00) == 0x7c00) return true;
+        return false;
+    }
+
     private static long PackedLength(int outFeatures, int inFeatures) =>
         (long)((outFeatures + NR - 1) / NR) * NR * inFeatures;
 
-    private static void PackRows<T>(ReadOnlySpan<T> w, int outFeatures, int inFeatures, T[] panels) where T : unmanaged
+    /// <summary>Transposes rows into panels; panels are independent, so large weights are packed in parallel.</summary>
+    private static unsafe void PackRows<T>(ReadOnlySpan<T> w, int outFeatures, int inFeatures, T[] panels) where T : unmanaged
     {
         int panelCount = (outFeatures + NR - 1) / NR;
-        for (int o = 0; o < panelCount * NR; o++)
+        fixed (T* src = w)
+        fixed (T* dst = panels)
         {
-            if (o < outFeatures) ScatterRow(w.Slice(o * inFeatures, inFeatures), o, inFeatures, panels);
-            else ScatterZero(o, inFeatures, panels);
+            nint s = (nint)src, d = (nint)dst;
+            if ((long)panelCount * NR * inFeatures < 1 << 20)
+            {
+                for (int p = 0; p < panelCount; p++) PackPanel((T*)s, (T*)d, p, outFeatures, inFeatures);
+            }
+            else
+            {
+                // Load time only; Parallel.For is fine here (the compute pool is for the hot path).
+                Parallel.For(0, panelCount, p => PackPanel((T*)s, (T*)d, p, outFeatures, inFeatures));
+            }
+        }
+    }
+
+    private static unsafe void PackPanel<T>(T* src, T* dst, int panel, int outFeatures, int inFeatures) where T : unmanaged
+    {
+        T* panelStart = dst + (long)panel * NR * inFeatures;
+        for (int c = 0; c < NR; c++)
+        {
+            int o = panel * NR + c;
+            T* d = panelStart + c;
+            if (o >= outFeatures)
+            {
+                for (int i = 0; i < inFeatures; i++) d[(long)i * NR] = default;
+                continue;
+            }
+            T* row = src + (long)o * inFeatures;
+            for (int i = 0; i < inFeatures; i++) d[(long)i * NR] = row[i];
         }
     }
 
@@ -119,11 +156,5 @@ public sealed class LinearWeight
     {
         long baseIndex = (long)(o / NR) * NR * inFeatures + o % NR;
         for (int i = 0; i < inFeatures; i++) panels[baseIndex + (long)i * NR] = row[i];
-    }
-
-    private static void ScatterZero<T>(int o, int inFeatures, T[] panels)
-    {
-        long baseIndex = (long)(o / NR) * NR * inFeatures + o % NR;
-        for (int i = 0; i < inFeatures; i++) panels[baseIndex + (long)i * NR] = default!;
     }
 }

@@ -10,6 +10,9 @@ internal enum PanelType
     F32,
     F16,
     BF16,
+
+    /// <summary>F16 without Inf/NaN (almost every real weight): a cheaper widening.</summary>
+    F16Finite,
 }
 
 /// <summary>
@@ -90,6 +93,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
             case PanelType.F32: RunItem<F32Element>(item); break;
             case PanelType.F16: RunItem<F16Element>(item); break;
             case PanelType.BF16: RunItem<Bf16Element>(item); break;
+            case PanelType.F16Finite: RunItem<F16FiniteElement>(item); break;
             default: throw new InvalidOperationException($"unknown panel type {_type}");
         }
     }
@@ -101,6 +105,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         else RunBlocked<T>(item, s);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunSmall<T>(int item, Scratch s) where T : struct, IPanelElement
     {
         int p0 = item * _panelsPerItem;
@@ -121,6 +126,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunBlocked<T>(int item, Scratch s) where T : struct, IPanelElement
     {
         int mb = item % _mBlocks, chunk = item / _mBlocks;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Runahead.Numerics;
 
@@ -9,14 +10,49 @@ namespace Runahead.Numerics;
 /// </summary>
 internal static class VectorMath
 {
-    /// <summary>e^x; inputs below ~-87.3 (including -inf) give exactly 0, above ~88.3 saturate at 2^127 * e^0.35.</summary>
+    /// <summary>e^x with ~2 ulp error; -inf and anything below ~-103 give 0, above ~88.7 give +inf.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
+    {
+        if (Avx512F.IsSupported)
+        {
+            // vscalefps applies 2^n with IEEE underflow/overflow, so only the lower clamp (keeping r finite) is needed.
+            x = Vector512.Max(x, Vector512.Create(-104f));
+            var n = Vector512.Round(x * Vector512.Create(1.44269504088896341f));
+            return Avx512F.Scale(Polynomial(Reduce(x, n)), n);
+        }
+        return ExpPortable(x);
+    }
+
+    /// <summary>The same e^x without vscalefps (2^n built in the exponent bits); above ~88 it saturates near 2^127.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> ExpPortable(Vector512<float> x)
     {
         var underflow = Vector512.LessThan(x, Vector512.Create(-87.33654f));
         x = Vector512.Min(x, Vector512.Create(88.02f));
         x = Vector512.Max(x, Vector512.Create(-87.33654f));
         return Vector512.AndNot(ExpReduced(x, Vector512<float>.Zero), underflow.AsSingle());
+    }
+
+    /// <summary>r = x - n ln2 in two FMAs (Cody-Waite split of ln2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Reduce(Vector512<float> x, Vector512<float> n)
+    {
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), x);
+        return Vector512.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r);
+    }
+
+    /// <summary>e^r for |r| &lt;= ln2/2 (Cephes expf minimax coefficients).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Polynomial(Vector512<float> r)
+    {
+        var p = Vector512.Create(1.9875691500E-4f);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.3981999507E-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073E-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894E-2f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459E-1f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201E-1f));
+        return Vector512.FusedMultiplyAdd(p * r, r, r) + Vector512<float>.One;
     }
 
     /// <summary>
@@ -27,15 +63,7 @@ internal static class VectorMath
     private static Vector512<float> ExpReduced(Vector512<float> a, Vector512<float> b)
     {
         var n = Vector512.Round((a + b) * Vector512.Create(1.44269504088896341f));
-        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), a);
-        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r) + b;
-        var p = Vector512.Create(1.9875691500E-4f);
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.3981999507E-3f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073E-3f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894E-2f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459E-1f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201E-1f));
-        p = Vector512.FusedMultiplyAdd(p * r, r, r) + Vector512<float>.One;
+        var p = Polynomial(Reduce(a, n) + b);
         var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
         return p * scale;
     }

@@ -191,8 +191,11 @@ public sealed class Calibration
         var dense = mine.Select(r => (r.C, r.P, r.DenseMs * 1e-3)).ToArray();
         var causalFit = CostFit.Fit(causal);
         var denseFit = CostFit.Fit(dense);
-        var qkvRows = mine.Where(r => !double.IsNaN(r.QkvMs)).Select(r => (r.C, 0, r.QkvMs * 1e-3)).ToArray();
-        bool measuredQkv = qkvRows.Length == mine.Length;
+        bool measuredQkv = mine.All(r => !double.IsNaN(r.QkvMs));
+        // t_qkv does not depend on p: one value per c, the mean over the prefixes it was measured with.
+        var qkvRows = measuredQkv
+            ? mine.GroupBy(r => r.C).Select(g => (g.Key, 0, g.Average(r => r.QkvMs) * 1e-3)).ToArray()
+            : [];
         double share = ShapeCatalog.QkvLinearShare(shape);
         string notes;
         CostGrid? qkvGrid = null;

@@ -3,13 +3,13 @@ using System.Text.Json;
 namespace Runahead.Planning;
 
 /// <summary>
-/// Writes timeline spans as Chrome trace-event JSON (opens in Perfetto / chrome://tracing): one process per rank,
-/// a compute lane and a link lane, times in microseconds. (A small local writer: the shared Diagnostics timeline
-/// was not available when the planner was written.)
+/// Writes simulated spans as Chrome trace-event JSON (opens in Perfetto / chrome://tracing): one process per rank,
+/// a compute lane and a link lane, times in microseconds. Not Diagnostics.Timeline's writer: that one draws a rank
+/// on one lane, while simulated sends overlap the rank's compute and need a lane of their own.
 /// </summary>
 public static class ChromeTraceWriter
 {
-    public static void Write(Stream stream, IReadOnlyList<TimelineSpan> spans, string title)
+    public static void Write(Stream stream, IReadOnlyList<SimSpan> spans, string title)
     {
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = false });
         w.WriteStartObject();
@@ -32,14 +32,14 @@ public static class ChromeTraceWriter
             w.WriteNumber("ts", Math.Round(s.Start * 1e6, 3));
             w.WriteNumber("dur", Math.Round(s.Duration * 1e6, 3));
             w.WriteNumber("pid", s.Rank);
-            w.WriteNumber("tid", s.Kind == SpanKind.Send ? 1 : 0);
+            w.WriteNumber("tid", s.Kind == SimSpanKind.Send ? 1 : 0);
             w.WriteEndObject();
         }
         w.WriteEndArray();
         w.WriteEndObject();
     }
 
-    public static void Write(string path, IReadOnlyList<TimelineSpan> spans, string title)
+    public static void Write(string path, IReadOnlyList<SimSpan> spans, string title)
     {
         try
         {

@@ -64,9 +64,15 @@ public sealed class ReproductionResult
     public required ReproductionOptions Options { get; init; }
 
     /// <summary>Chrome trace of KVR-S for the first model at the largest context and rank count (for the figures).</summary>
-    public required IReadOnlyList<TimelineSpan> ExampleTimeline { get; init; }
+    public required IReadOnlyList<SimSpan> ExampleTimeline { get; init; }
     public required string ExampleTitle { get; init; }
     public TimeSpan Elapsed { get; init; }
+
+    /// <summary>Real runs on this host beside the simulator (empty when not run).</summary>
+    public IReadOnlyList<HostRun> HostRuns { get; set; } = [];
+
+    /// <summary>What the host runs used: model, calibration, threads (for the document).</summary>
+    public string HostSetup { get; set; } = "";
 }
 
 /// <summary>
@@ -85,7 +91,7 @@ public static class ReproductionStudy
         var descriptions = new Dictionary<string, string>();
         var fits = new Dictionary<string, CostFit>();
         var searchOptions = new PartitionSearchOptions { CancellationToken = cancellationToken };
-        IReadOnlyList<TimelineSpan> example = [];
+        IReadOnlyList<SimSpan> example = [];
         string exampleTitle = "";
         foreach (var model in options.Models)
         {

@@ -24,20 +24,20 @@ public sealed class Simulator
 
     public SimulationResult Run(PrefillStrategy strategy, ReadOnlySpan<int> chunks, bool timeline = true)
     {
-        var spans = timeline ? new List<TimelineSpan>() : null;
+        var spans = timeline ? new List<SimSpan>() : null;
         double ttft = Simulate(strategy, chunks, spans);
         return new SimulationResult
         {
             Strategy = strategy,
             Chunks = strategy == PrefillStrategy.Single ? [Sum(chunks)] : chunks.ToArray(),
             TtftSeconds = ttft,
-            Timeline = (IReadOnlyList<TimelineSpan>?)spans ?? [],
+            Timeline = (IReadOnlyList<SimSpan>?)spans ?? [],
             GridLookups = _gridLookups,
             FitLookups = _fitLookups,
         };
     }
 
-    private double Simulate(PrefillStrategy strategy, ReadOnlySpan<int> chunks, List<TimelineSpan>? spans)
+    private double Simulate(PrefillStrategy strategy, ReadOnlySpan<int> chunks, List<SimSpan>? spans)
     {
         if (chunks.Length == 0) throw new RunaheadException("a partition needs at least one rank");
         foreach (int c in chunks) if (c < 1) throw new RunaheadException("every rank needs at least one token");
@@ -63,7 +63,7 @@ public sealed class Simulator
     /// K_i(l) = max(F_i(l-1) + t_qkv(c_i), R_i(l)); F_i(l) = K_i(l) + t_rest(c_i, S_{i-1}); rank i then sends
     /// K,V of [0, S_i) to rank i+1 at K_i(l), queued behind its earlier sends on that link.
     /// </summary>
-    private double Kvr(ReadOnlySpan<int> chunks, List<TimelineSpan>? spans)
+    private double Kvr(ReadOnlySpan<int> chunks, List<SimSpan>? spans)
     {
         int p = chunks.Length;
         Prepare(p);
@@ -91,15 +91,15 @@ public sealed class Simulator
                 sent += chunks[i];
                 if (spans != null)
                 {
-                    spans.Add(new TimelineSpan(i, l, SpanKind.Qkv, qkvStart, qkvDone));
-                    if (k > qkvDone) spans.Add(new TimelineSpan(i, l, SpanKind.Wait, qkvDone, k));
-                    spans.Add(new TimelineSpan(i, l, SpanKind.Rest, k, f));
+                    spans.Add(new SimSpan(i, l, SimSpanKind.Qkv, qkvStart, qkvDone));
+                    if (k > qkvDone) spans.Add(new SimSpan(i, l, SimSpanKind.Wait, qkvDone, k));
+                    spans.Add(new SimSpan(i, l, SimSpanKind.Rest, k, f));
                 }
                 if (i < p - 1)
                 {
                     var (start, end, arrival) = _links[i].Send(k, sent * bytesPerToken);
                     _arrival[i + 1] = arrival;
-                    spans?.Add(new TimelineSpan(i, l, SpanKind.Send, start, end));
+                    spans?.Add(new SimSpan(i, l, SimSpanKind.Send, start, end));
                 }
             }
         }
@@ -111,7 +111,7 @@ public sealed class Simulator
     /// (P-1 steps, each forwarding the chunk received in the step before), wait at a barrier for the slowest, then
     /// run attention over all keys (dense, as in the paper, or causal-skipping) and the rest of the layer.
     /// </summary>
-    private double Tsp(ReadOnlySpan<int> chunks, bool dense, List<TimelineSpan>? spans)
+    private double Tsp(ReadOnlySpan<int> chunks, bool dense, List<SimSpan>? spans)
     {
         int p = chunks.Length, total = Sum(chunks);
         Prepare(p);
@@ -133,7 +133,7 @@ public sealed class Simulator
             for (int i = 0; i < p; i++)
             {
                 _ready[i] = _finish[i] + _qkv[i];
-                spans?.Add(new TimelineSpan(i, l, SpanKind.Qkv, _finish[i], _ready[i]));
+                spans?.Add(new SimSpan(i, l, SimSpanKind.Qkv, _finish[i], _ready[i]));
                 _arrival[i] = _ready[i];
             }
             for (int step = 0; step < p - 1; step++)
@@ -143,7 +143,7 @@ public sealed class Simulator
                     int chunkIndex = ((i - step) % p + p) % p;
                     var (start, end, arrival) = _links[i].Send(_arrival[i], chunks[chunkIndex] * bytesPerToken);
                     _next[(i + 1) % p] = arrival;
-                    spans?.Add(new TimelineSpan(i, l, SpanKind.Send, start, end));
+                    spans?.Add(new SimSpan(i, l, SimSpanKind.Send, start, end));
                 }
                 (_arrival, _next) = (_next, _arrival);
             }
@@ -151,24 +151,24 @@ public sealed class Simulator
             for (int i = 0; i < p; i++) barrier = Math.Max(barrier, Math.Max(_arrival[i], _ready[i]));
             for (int i = 0; i < p; i++)
             {
-                if (spans != null && barrier > _ready[i]) spans.Add(new TimelineSpan(i, l, SpanKind.Wait, _ready[i], barrier));
+                if (spans != null && barrier > _ready[i]) spans.Add(new SimSpan(i, l, SimSpanKind.Wait, _ready[i], barrier));
                 _finish[i] = barrier + _rest[i];
-                spans?.Add(new TimelineSpan(i, l, SpanKind.Rest, barrier, _finish[i]));
+                spans?.Add(new SimSpan(i, l, SimSpanKind.Rest, barrier, _finish[i]));
             }
         }
         return Finish(p, spans);
     }
 
     /// <summary>The last rank holds the last position: it runs the head; the others idle until the token is known.</summary>
-    private double Finish(int p, List<TimelineSpan>? spans)
+    private double Finish(int p, List<SimSpan>? spans)
     {
         double last = _finish[p - 1];
         double ttft = last + Cost.HeadSeconds;
         if (spans != null)
         {
-            spans.Add(new TimelineSpan(p - 1, Cost.Layers, SpanKind.Head, last, ttft));
+            spans.Add(new SimSpan(p - 1, Cost.Layers, SimSpanKind.Head, last, ttft));
             for (int i = 0; i < p - 1; i++)
-                if (ttft > _finish[i]) spans.Add(new TimelineSpan(i, Cost.Layers, SpanKind.Idle, _finish[i], ttft));
+                if (ttft > _finish[i]) spans.Add(new SimSpan(i, Cost.Layers, SimSpanKind.Idle, _finish[i], ttft));
         }
         return ttft;
     }

@@ -19,7 +19,6 @@ public static class GgufTokenizerReader
         var tokens = file.GetArray<string>("tokenizer.ggml.tokens")
             ?? throw new InvalidModelFileException(path, "metadata 'tokenizer.ggml.tokens' is missing");
         if (tokens.Length == 0) throw new InvalidModelFileException(path, "metadata 'tokenizer.ggml.tokens' is empty");
-        tokens = (string[])tokens.Clone();
         int n = tokens.Length;
 
         float[]? scores = null;

@@ -51,11 +51,24 @@ public static class HuggingFaceTokenizerReader
 
     private sealed record Config(string? Bos, string? Eos, bool? AddBos);
 
-    /// <summary>tokenizer_config.json beside tokenizer.json (bos_token, eos_token, add_bos_token), if any.</summary>
+    /// <summary>
+    /// tokenizer_config.json beside tokenizer.json (bos_token, eos_token, add_bos_token), with special_tokens_map.json
+    /// filling in BOS/EOS that the config does not name.
+    /// </summary>
     private static Config ReadConfig(string tokenizerPath)
     {
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(tokenizerPath));
-        string configPath = Path.Combine(dir ?? ".", "tokenizer_config.json");
+        string dir = Path.GetDirectoryName(Path.GetFullPath(tokenizerPath)) ?? ".";
+        var config = ReadConfigFile(Path.Combine(dir, "tokenizer_config.json"));
+        if (config.Bos == null || config.Eos == null)
+        {
+            var map = ReadConfigFile(Path.Combine(dir, "special_tokens_map.json"));
+            config = config with { Bos = config.Bos ?? map.Bos, Eos = config.Eos ?? map.Eos };
+        }
+        return config;
+    }
+
+    private static Config ReadConfigFile(string configPath)
+    {
         if (!File.Exists(configPath)) return new Config(null, null, null);
         try
         {

@@ -23,15 +23,15 @@ public sealed class Vocabulary
             throw new InvalidModelFileException(source, $"{scores.Length} scores for {pieces.Length} tokens");
         if (types != null && types.Length < pieces.Length)
             throw new InvalidModelFileException(source, $"{types.Length} token types for {pieces.Length} tokens");
-        _pieces = pieces;
+        _pieces = (string[])pieces.Clone();
         _scores = scores ?? new float[pieces.Length];
         _types = types ?? Enumerable.Repeat(TokenType.Normal, pieces.Length).ToArray();
         _ids = new Dictionary<string, int>(pieces.Length, StringComparer.Ordinal);
-        for (int i = 0; i < pieces.Length; i++)
+        for (int i = 0; i < _pieces.Length; i++)
         {
-            if (pieces[i].Length == 0) pieces[i] = $"[EMPTY_{i}]"; // as llama.cpp does, so the piece stays unique
-            if (!_ids.TryAdd(pieces[i], i))
-                throw new InvalidModelFileException(source, $"duplicate token '{Printable(pieces[i])}' with ids {_ids[pieces[i]]} and {i}");
+            if (string.IsNullOrEmpty(_pieces[i])) _pieces[i] = $"[EMPTY_{i}]"; // as llama.cpp does, so the piece stays unique
+            if (!_ids.TryAdd(_pieces[i], i))
+                throw new InvalidModelFileException(source, $"duplicate token '{Printable(_pieces[i])}' with ids {_ids[_pieces[i]]} and {i}");
         }
         _lookup = _ids.GetAlternateLookup<ReadOnlySpan<char>>();
     }

@@ -195,3 +195,50 @@ public class CorruptGgufTests
         Assert.Contains("llama.block_count", ex.Message);
     }
 }
+
+public class UnsupportedGgufFeatureTests
+{
+    private static void WriteTiny(string path, Action<Runahead.Formats.Gguf.GgufWriter> extra)
+    {
+        var c = ModelShapes.Get("tiny");
+        var w = new Runahead.Formats.Gguf.GgufWriter();
+        Runahead.Formats.Gguf.GgufModelWriter.AddModelMetadata(w, c, "x");
+        foreach (var e in ModelTensors.Expected(c))
+        {
+            if (!e.Required) continue;
+            long n = 1;
+            foreach (var d in e.Shape) n *= d;
+            w.AddTensor(e.Name, TensorType.F32, e.Shape, new byte[n * 4]);
+        }
+        extra(w);
+        w.Write(path);
+    }
+
+    [Theory]
+    [InlineData("scaling", "RoPE scaling 'yarn'")]
+    [InlineData("freqs", "rope_freqs.weight")]
+    [InlineData("experts", "mixture-of-experts")]
+    public void FeaturesThatWouldChangeTheOutputAreRefused(string feature, string message)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("u.gguf");
+        WriteTiny(path, w =>
+        {
+            if (feature == "scaling") w.AddString("llama.rope.scaling.type", "yarn");
+            if (feature == "freqs") w.AddTensor("rope_freqs.weight", TensorType.F32, [8], new byte[32]);
+            if (feature == "experts") w.AddUInt32("llama.expert_count", 8);
+        });
+        var e = Assert.Throws<InvalidModelFileException>(() => WeightSources.Open(path));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void RopeScalingNoneIsFine()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("ok.gguf");
+        WriteTiny(path, w => w.AddString("llama.rope.scaling.type", "none"));
+        using var s = WeightSources.Open(path);
+        Assert.Equal(ModelShapes.Get("tiny"), s.Config);
+    }
+}

@@ -215,3 +215,41 @@ public class GgufWriterTests
         for (int i = 0; i < actual.Length; i++) Assert.True(Math.Abs(actual[i] - expected[i]) <= relTolerance * maxAbs, $"element {i}");
     }
 }
+
+public class FalconGgufNormNamesTests
+{
+    [SkippableFact]
+    public void NewArchNormsAreStoredUnderLlamaCppsNames()
+    {
+        // llama.cpp maps ln_attn to attn_norm_2 and ln_mlp to attn_norm (and feeds attention from attn_norm_2);
+        // our canonical names are the other way round, so the file must hold them swapped.
+        string dir = Fixtures.Path("hf/tiny-falcon-new-arch");
+        using var tmp = new TempDir();
+        using var hf = WeightSources.Open(dir);
+        string path = tmp.File("f.gguf");
+        GgufModelWriter.Convert(hf, path);
+        using var raw = Runahead.Formats.Safetensors.SafetensorsFile.Open(Path.Combine(dir, "model.safetensors"));
+        using var file = GgufFile.Open(path);
+        foreach (var (hfName, ggufName) in new[] { ("ln_attn.weight", "attn_norm_2.weight"), ("ln_attn.bias", "attn_norm_2.bias"), ("ln_mlp.weight", "attn_norm.weight"), ("ln_mlp.bias", "attn_norm.bias") })
+        {
+            Assert.True(raw.TryGetTensor("transformer.h.2." + hfName, out var r));
+            Assert.True(file.TryGetTensor("blk.2." + ggufName, out var g));
+            Assert.True(raw.GetBytes(r).SequenceEqual(file.GetBytes(g)), hfName);
+        }
+        using var back = WeightSources.Open(path);
+        Assert.True(back.TryGetTensor("blk.2.attn_norm.weight", out var attnNorm));
+        Assert.True(raw.TryGetTensor("transformer.h.2.ln_attn.weight", out var lnAttn));
+        Assert.True(raw.GetBytes(lnAttn).SequenceEqual(back.GetTensorBytes(attnNorm)));
+    }
+
+    [Theory]
+    [InlineData("blk.3.attn_norm.weight", "blk.3.attn_norm_2.weight")]
+    [InlineData("blk.10.attn_norm_2.bias", "blk.10.attn_norm.bias")]
+    [InlineData("blk.0.attn_qkv.weight", "blk.0.attn_qkv.weight")]
+    [InlineData("output_norm.weight", "output_norm.weight")]
+    public void SwapTradesOnlyTheTwoNorms(string a, string b)
+    {
+        Assert.Equal(b, FalconNormNames.Swap(a));
+        Assert.Equal(a, FalconNormNames.Swap(b));
+    }
+}

@@ -102,11 +102,22 @@ public class SyntheticModelTests
         Assert.Throws<RunaheadException>(() => ModelShapes.Get("gpt-17"));
     }
 
-    [Fact]
-    public void SynthVocabularyFillsTheLargestShape()
+    [Theory]
+    [InlineData(512)]
+    [InlineData(65024)]
+    public void SynthVocabularyIsReachableBySentencePieceMerges(int size)
     {
-        var (tokens, _, _) = SyntheticVocabulary.Build(65024);
-        Assert.Equal(65024, tokens.Length);
-        Assert.Equal(tokens.Length, new HashSet<string>(tokens).Count);
+        var (tokens, _, types) = SyntheticVocabulary.Build(size);
+        Assert.Equal(size, tokens.Length);
+        var set = new HashSet<string>(tokens);
+        Assert.Equal(tokens.Length, set.Count);
+        // Every piece is its prefix plus one character, so the SPM merge loop can build it from characters.
+        for (int i = 259; i < size; i++)
+        {
+            Assert.Equal(GgufTokenizerMetadata.Normal, types[i]);
+            if (tokens[i].Length > 1) Assert.Contains(tokens[i][..^1], set);
+        }
+        Assert.Contains("\u2581the", set);
+        Assert.Contains("e", set);
     }
 }

@@ -30,7 +30,7 @@ public class TokenizerMetadataTests
         Assert.Equal(GgufTokenizerMetadata.Control, types[50256]);
         Assert.Equal(50000, merges.Length);
         Assert.Equal("\u0120 t", merges[0]);
-        Assert.Equal("default", f.GetString("tokenizer.ggml.pre"));
+        Assert.Equal("gpt-2", f.GetString("tokenizer.ggml.pre"));
         Assert.Equal(50256, f.GetInt("tokenizer.ggml.eos_token_id", -1));
     }
 
@@ -51,6 +51,26 @@ public class TokenizerMetadataTests
         Assert.Equal(GgufTokenizerMetadata.Control, types[1]);
         Assert.Equal(0, f.GetInt("tokenizer.ggml.unknown_token_id", -1));
         Assert.True(scores[1000] > scores[2000]);
+    }
+
+    [Fact]
+    public void Llama3SplitRegexAndTokenizerConfigAreCarriedOver()
+    {
+        using var dir = new TempDir();
+        const string regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        string json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [[\"a\", \"b\"]]},"
+            + "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+            + System.Text.Json.JsonSerializer.Serialize(regex) + "}}, {\"type\": \"ByteLevel\"}]}}";
+        File.WriteAllText(dir.File("tokenizer.json"), json);
+        File.WriteAllText(dir.File("tokenizer_config.json"), "{\"add_bos_token\": true}");
+        var meta = GgufTokenizerMetadata.FromHfTokenizerJson(dir.File("tokenizer.json"), 0, 1, 3);
+        var w = new GgufWriter();
+        meta.ApplyTo(w);
+        w.Write(dir.File("v.gguf"));
+        using var f = GgufFile.Open(dir.File("v.gguf"));
+        Assert.Equal("llama-bpe", f.GetString("tokenizer.ggml.pre"));
+        Assert.True(f.GetBool("tokenizer.ggml.add_bos_token", false));
+        Assert.Equal(["a b"], f.GetArray<string>("tokenizer.ggml.merges")!);
     }
 
     [Fact]

@@ -162,4 +162,20 @@ public class ForwardConsistencyTests
         layer.Finish(h2, 4, q, keys, values, 3, 10, ws, AttentionMask.DenseThenMask);
         AssertClose(h1, h2, 1e-5f);
     }
+
+    [Fact]
+    public void ConcurrentCallersWithTheirOwnWorkspacesGetTheSerialResults()
+    {
+        // In-process ranks share one model and pool; each brings its own workspace and cache.
+        using var model = Model.Load(RandomWeightSource.Create("falcon-new"), new ModelLoadOptions { Threads = 2 });
+        int vocab = model.Config.VocabSize;
+        var prompts = Enumerable.Range(0, 4).Select(i => Ids(12 + 5 * i, vocab).Select(x => (x + i) % vocab).ToArray()).ToArray();
+        var serial = prompts.Select(p => AllLogits(model, p, 8)).ToArray();
+        var parallel = new float[prompts.Length][];
+        Parallel.For(0, prompts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
+        {
+            for (int repeat = 0; repeat < 3; repeat++) parallel[i] = AllLogits(model, prompts[i], 8);
+        });
+        for (int i = 0; i < prompts.Length; i++) AssertClose(serial[i], parallel[i], 1e-5f);
+    }
 }

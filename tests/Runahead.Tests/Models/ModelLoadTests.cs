@@ -46,6 +46,14 @@ public class ModelLoadTests
     }
 
     [Fact]
+    public void KvCacheLargerThanMemoryIsAClearError()
+    {
+        var config = RandomWeightSource.LlamaConfig with { Layers = 4000, KvHeads = 4, Heads = 4, HeadDim = 512 };
+        var e = Assert.Throws<RunaheadException>(() => new KvCache(config, 500_000));
+        Assert.Contains("GiB", e.Message);
+    }
+
+    [Fact]
     public void KvCacheRangesRoundTripAndBoundsAreChecked()
     {
         var config = RandomWeightSource.LlamaConfig;

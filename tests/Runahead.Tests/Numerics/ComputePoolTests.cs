@@ -38,6 +38,20 @@ public class ComputePoolTests
     }
 
     [Fact]
+    public void ManyBackToBackJobsOnAnOversubscribedPool()
+    {
+        // More threads than cores: workers are often descheduled mid-job; no item may be lost or run twice.
+        using var pool = new ComputePool(4);
+        for (int job = 0; job < 2000; job++)
+        {
+            int count = 1 + job % 13;
+            var work = new CountingWork(count);
+            pool.For(count, work);
+            for (int i = 0; i < count; i++) Assert.Equal(1, work.Hits[i]);
+        }
+    }
+
+    [Fact]
     public void WorkersWakeAfterParking()
     {
         using var pool = new ComputePool(2);

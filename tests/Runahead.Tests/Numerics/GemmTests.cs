@@ -41,6 +41,14 @@ public class GemmTests
     }
 
     [Fact]
+    public void LargeWeightsArePackedInParallelCorrectly()
+    {
+        using var pool = new ComputePool(2);
+        Check(2, 1027, 1024, TensorType.F32, pool, seed: 5);
+        Check(9, 1027, 1024, TensorType.BF16, pool, seed: 6);
+    }
+
+    [Fact]
     public void Vector256FallbackMatchesReference()
     {
         bool saved = GemmMicroKernels.UseVector512;
@@ -68,6 +76,38 @@ public class GemmTests
         w.Forward(ReadOnlySpan<float>.Empty, 2, y, ComputePool.Single);
         Assert.All(y, v => Assert.Equal(0f, v));
         LinearWeight.FromFloat32(new float[15], 5, 3).Forward(ReadOnlySpan<float>.Empty, 0, Span<float>.Empty, ComputePool.Single);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(9)]
+    public void F16InfinityAndNaNSurvivePacking(int m)
+    {
+        const int n = 40, k = 48;
+        var halves = new Half[n * k];
+        var r = new Random(3);
+        for (int i = 0; i < halves.Length; i++) halves[i] = (Half)(r.NextDouble() * 2 - 1);
+        halves[0 * k + 5] = Half.PositiveInfinity;
+        halves[1 * k + 7] = Half.NaN;
+        halves[2 * k + 1] = (Half)6e-8f; // subnormal
+        halves[35 * k + 3] = Half.NegativeInfinity;
+        var stored = System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
+        var dense = new float[n * k];
+        DType.ToFloat32(stored, TensorType.F16, dense);
+        var x = TestData.Floats(m * k, 4);
+        for (int i = 0; i < x.Length; i++) x[i] = Math.Abs(x[i]) + 0.1f;
+        var expected = new float[m * n];
+        GemmReference.Forward(x, dense, expected, m, n, k);
+        var actual = new float[m * n];
+        LinearWeight.FromStored(stored, TensorType.F16, n, k).Forward(x, m, actual, ComputePool.Single);
+        for (int t = 0; t < m; t++)
+        {
+            Assert.Equal(float.PositiveInfinity, actual[t * n]);
+            Assert.True(float.IsNaN(actual[t * n + 1]));
+            Assert.Equal(float.NegativeInfinity, actual[t * n + 35]);
+            for (int o = 2; o < n; o++)
+                if (o != 35) Assert.True(Math.Abs(expected[t * n + o] - actual[t * n + o]) <= 1e-4f, $"[{t},{o}]");
+        }
     }
 
     [Fact]
@@ -110,5 +150,22 @@ public class GemmTests
         var actual = new float[m * n];
         weight.Forward(x, m, actual, pool);
         TestData.AssertClose(expected, actual, scale, 1e-5f);
+    }
+}
+
+public class DTypeTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(31)]
+    [InlineData(32)]
+    [InlineData(100)]
+    public void Bf16DecodingMatchesScalar(int count)
+    {
+        var bytes = TestData.Stored(Runahead.Formats.TensorType.BF16, 1, count, count);
+        var fast = new float[count];
+        DType.ToFloat32(bytes, Runahead.Formats.TensorType.BF16, fast);
+        for (int i = 0; i < count; i++)
+            Assert.Equal(DType.Bf16ToFloat(BitConverter.ToUInt16(bytes, 2 * i)), fast[i]);
     }
 }

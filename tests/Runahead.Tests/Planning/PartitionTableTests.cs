@@ -93,3 +93,20 @@ public class PartitionTableTests(ITestOutputHelper output)
         output.WriteLine($"worst gap {worst:P2}");
     }
 }
+
+public class RuntimePlannerTests
+{
+    [SkippableFact]
+    public void AnswersTheRuntimesSearchedAndPredictedPartitions()
+    {
+        var cal = Runahead.Planning.Calibration.Load(PlanningData.H200Path());
+        var planner = new RuntimePlanner(cal, ShapeCatalog.Get("falcon-7b"), "falcon-7b", LinkTopology.Uniform(300e9, 5e-6), 300e9);
+        var spec = Runahead.Prefill.PartitionSpec.Parse("searched");
+        var searched = spec.Resolve(6000, 4, planner.Plan);
+        Assert.Equal(6000, searched.Tokens);
+        Assert.True(searched.Chunk(0) > searched.Chunk(3));
+        var predicted = Runahead.Prefill.PartitionSpec.Parse("predicted").Resolve(6000, 4, planner.Plan);
+        Assert.Equal(4, predicted.Ranks);
+        Assert.Null(planner.Plan(Runahead.Prefill.PartitionKind.Even, 6000, 4));
+    }
+}

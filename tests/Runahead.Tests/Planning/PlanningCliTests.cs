@@ -110,7 +110,7 @@ public class PlanningCliTests
             Assert.Contains("# Reproducing the KV-Runahead study", text);
             Assert.Contains("**paper**", text);
             Assert.Contains("## Where our results differ from the paper, and why", text);
-            Assert.Contains("**Not done yet.**", text);
+            Assert.Contains("**Not done yet**", text);
             var pngs = Directory.GetFiles(Path.Combine(dir.FullName, "figures"), "*.png");
             Assert.True(pngs.Length >= 4, string.Join(", ", pngs));
             foreach (var png in pngs)

@@ -116,8 +116,8 @@ public class SimulatorTests
         // Rank 1: c=2, p=2 -> rest 2*(2+1)=6 us: K1(0)=2, F=8; K1(1)=max(8, 4)=8, F=14.
         var r = sim.Run(PrefillStrategy.Kvr, [2, 2]);
         Assert.Equal(14e-6, r.TtftSeconds, 12);
-        Assert.Equal(2e-6, r.Total(1, SpanKind.Wait), 12);
-        Assert.Equal(4e-6, r.Total(0, SpanKind.Send), 12);
+        Assert.Equal(2e-6, r.Total(1, SimSpanKind.Wait), 12);
+        Assert.Equal(4e-6, r.Total(0, SimSpanKind.Send), 12);
     }
 
     [Fact]
@@ -135,7 +135,7 @@ public class SimulatorTests
     {
         var sim = new Simulator(PlanningData.Mixed(), LinkTopology.Uniform(1e10, 5e-6));
         var r = sim.Run(PrefillStrategy.Kvr, [3000, 2000, 1000]);
-        for (int rank = 0; rank < 3; rank++) Assert.True(r.Total(rank, SpanKind.Rest) > 0);
+        for (int rank = 0; rank < 3; rank++) Assert.True(r.Total(rank, SimSpanKind.Rest) > 0);
         Assert.All(r.Timeline, s => Assert.True(s.End >= s.Start && s.End <= r.TtftSeconds + 1e-12));
         using var ms = new MemoryStream();
         ChromeTraceWriter.Write(ms, r.Timeline, "kvr");
@@ -148,5 +148,62 @@ public class SimulatorTests
     {
         var sim = new Simulator(PlanningData.Mixed(), LinkTopology.Uniform(1e9, 0));
         Assert.Throws<RunaheadException>(() => sim.Ttft(PrefillStrategy.Kvr, [10, 0, 5]));
+    }
+}
+
+public class LinkModelTests
+{
+    [Fact]
+    public void ASixtyFourMebibyteMessageOnAOneGigabytePerSecondLinkTakesSixtyFourMilliseconds()
+    {
+        // Compute-free, one layer, two ranks: TTFT is rank 0's one send of its chunk's K,V.
+        var cost = LayerCostModel.FromFits("comm", new CostFit(0, 0, 0), new CostFit(0, 0, 0), 0, 0, 1 << 20, 1);
+        var sim = new Simulator(cost, LinkTopology.Uniform(1e9, 0));
+        double t = sim.Ttft(PrefillStrategy.Kvr, [64, 1]);
+        Assert.Equal(64.0 * (1 << 20) / 1e9, t, 12);
+    }
+
+    [Fact]
+    public void BackgroundTrafficStretchesATransferWithinItsBounds()
+    {
+        var cost = LayerCostModel.FromFits("comm", new CostFit(0, 0, 0), new CostFit(0, 0, 0), 0, 0, 1 << 20, 1);
+        double clean = 64.0 * (1 << 20) / 1e9;
+        foreach (int seed in new[] { 1, 2, 3 })
+        {
+            var noisy = LinkTopology.Uniform(1e9, 0).WithBackground(new BackgroundTraffic(0.5, 5e-3, 5e-3, seed), [(0, 1)]);
+            double t = new Simulator(cost, noisy).Ttft(PrefillStrategy.Kvr, [64, 1]);
+            Assert.InRange(t, clean, clean / 0.5);
+        }
+    }
+
+    [Fact]
+    public void APerLinkMatrixSlowsOnlyTheRanksBehindTheSlowLink()
+    {
+        var cost = PlanningData.Mixed();
+        double fast = 3e11;
+        var matrix = new double[4, 4];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                matrix[i, j] = fast;
+        var uniform = new Simulator(cost, LinkTopology.Uniform(fast, 5e-6));
+        var chunks = Partition.Even(8192, 4);
+        var sameAsUniform = new Simulator(cost, LinkTopology.FromMatrix(matrix, 5e-6));
+        Assert.Equal(uniform.Ttft(PrefillStrategy.Kvr, chunks), sameAsUniform.Ttft(PrefillStrategy.Kvr, chunks), 12);
+        matrix[2, 3] = 1e8;
+        var slow = new Simulator(cost, LinkTopology.FromMatrix(matrix, 5e-6)).Run(PrefillStrategy.Kvr, chunks);
+        var clean = uniform.Run(PrefillStrategy.Kvr, chunks);
+        Assert.True(slow.TtftSeconds > clean.TtftSeconds);
+        Assert.Equal(clean.Total(2, SimSpanKind.Wait), slow.Total(2, SimSpanKind.Wait), 12);
+        Assert.True(slow.Total(3, SimSpanKind.Wait) > clean.Total(3, SimSpanKind.Wait));
+        Assert.Throws<RunaheadException>(() => new Simulator(cost, LinkTopology.FromMatrix(matrix, 0)).Ttft(PrefillStrategy.Kvr, Partition.Even(100, 5)));
+    }
+
+    [Fact]
+    public void RejectsImpossibleLinks()
+    {
+        Assert.Throws<RunaheadException>(() => LinkTopology.Uniform(0, 0));
+        Assert.Throws<RunaheadException>(() => LinkTopology.Uniform(1e9, -1));
+        Assert.Throws<RunaheadException>(() => LinkTopology.FromMatrix(new double[2, 3], 0));
+        Assert.Throws<RunaheadException>(() => LinkTopology.Uniform(1e9, 0).WithBackground(new BackgroundTraffic(1.0, 1e-3, 1e-3, 1), [(0, 1)]));
     }
 }

@@ -193,6 +193,19 @@ public sealed class MalformedTokenizerTests : IDisposable
     }
 
     [Fact]
+    public void SpecialTokensMapSuppliesBosAndEos()
+    {
+        WriteFile("tokenizer.json", ValidJson);
+        WriteFile("special_tokens_map.json", "{\"bos_token\": {\"content\": \"<|end|>\"}, \"eos_token\": \"<|end|>\"}");
+        WriteFile("tokenizer_config.json", "{\"add_bos_token\": true}");
+        var tok = TokenizerLoader.Load(_dir, null);
+        Assert.Equal(4, tok.BosId);
+        Assert.Equal(4, tok.EosId);
+        Assert.True(tok.AddBosByDefault);
+        Assert.Equal(new[] { 4, 2 }, tok.Encode("ab", addBos: true));
+    }
+
+    [Fact]
     public void FolderWithoutTokenizerJsonNamesTheProblem()
     {
         var e = Assert.ThrowsAny<RunaheadException>(() => TokenizerLoader.Load(_dir, null));

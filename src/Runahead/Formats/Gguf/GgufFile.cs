@@ -53,6 +53,9 @@ public sealed unsafe class GgufFile : IDisposable
     public const uint Magic = 0x46554747; // "GGUF" little-endian
     public const int DefaultAlignment = 32;
 
+    /// <summary>Limits far above any real model (the largest vocabularies have a few hundred thousand tokens).</summary>
+    public const int MaxTensorCount = 1 << 20, MaxMetadataCount = 1 << 16, MaxArrayLength = 1 << 24, MaxMetadataElements = 1 << 26;
+
     private readonly MappedFile _file;
     private readonly byte* _base;
     private bool _disposed;
@@ -90,6 +93,10 @@ public sealed unsafe class GgufFile : IDisposable
             // Each KV pair takes at least 8+1+4 bytes, each tensor entry at least 8+1+4+8+4+8.
             if (kvCount > (ulong)(size / 13)) throw r.Fail($"metadata count {kvCount} is larger than the file can hold");
             if (tensorCount > (ulong)(size / 33)) throw r.Fail($"tensor count {tensorCount} is larger than the file can hold");
+            // Real models have thousands of tensors and dozens of keys; the caps keep a consistent but hostile file
+            // (every byte a tiny entry) from costing many times its size in managed objects.
+            if (kvCount > MaxMetadataCount) throw r.Fail($"metadata count {kvCount} is absurd (at most {MaxMetadataCount})");
+            if (tensorCount > MaxTensorCount) throw r.Fail($"tensor count {tensorCount} is absurd (at most {MaxTensorCount})");
 
             var meta = new Dictionary<string, object>(StringComparer.Ordinal);
             var types = new Dictionary<string, (GgufValueType, GgufValueType)>(StringComparer.Ordinal);
@@ -137,6 +144,8 @@ public sealed unsafe class GgufFile : IDisposable
             if (tensorCount > 0 && dataStart > size) throw r.Fail("tensor data section starts past the end of the file");
             DataStart = dataStart;
 
+            // The header has been read; these checks are about its values, so no byte position is given.
+            InvalidModelFileException Bad(string what) => new(path, what);
             var tensors = new List<GgufTensor>(pending.Count);
             _byName = new Dictionary<string, GgufTensor>(StringComparer.Ordinal);
             foreach (var (name, ggml, shape, offset) in pending)
@@ -147,17 +156,17 @@ public sealed unsafe class GgufFile : IDisposable
                 foreach (var d in shape)
                 {
                     // Checked before multiplying: 2^40 elements times a 2^31 dimension would overflow a long.
-                    if (d > (1L << 40) / elements) throw r.Fail($"tensor '{name}' has too many elements");
+                    if (d > (1L << 40) / elements) throw Bad($"tensor '{name}' has too many elements");
                     elements *= d;
                 }
                 long bytes = TensorTypeInfo.ByteSize(tt, elements);
-                if (bytes < 0) throw r.Fail($"tensor '{name}' with {elements} elements is not a whole number of {tt} blocks");
-                if (tt == TensorType.Q8_0 && shape[^1] % 32 != 0) throw r.Fail($"tensor '{name}' rows are not a multiple of 32 (Q8_0)");
-                if (offset % (ulong)alignment != 0) throw r.Fail($"tensor '{name}' offset {offset} is not aligned to {alignment}");
+                if (bytes < 0) throw Bad($"tensor '{name}' with {elements} elements is not a whole number of {tt} blocks");
+                if (tt == TensorType.Q8_0 && shape[^1] % 32 != 0) throw Bad($"tensor '{name}' rows are not a multiple of 32 (Q8_0)");
+                if (offset % (ulong)alignment != 0) throw Bad($"tensor '{name}' offset {offset} is not aligned to {alignment}");
                 if (offset > (ulong)size || (long)offset > size - dataStart || bytes > size - dataStart - (long)offset)
-                    throw r.Fail($"tensor '{name}' data ({bytes} bytes at offset {offset}) runs past the end of the file");
+                    throw Bad($"tensor '{name}' data ({bytes} bytes at offset {offset}) runs past the end of the file");
                 var t = new GgufTensor(name, tt, shape, dataStart + (long)offset, bytes);
-                if (!_byName.TryAdd(name, t)) throw r.Fail($"duplicate tensor name '{name}'");
+                if (!_byName.TryAdd(name, t)) throw Bad($"duplicate tensor name '{name}'");
                 tensors.Add(t);
             }
             Tensors = tensors;
@@ -261,6 +270,7 @@ public sealed unsafe class GgufFile : IDisposable
     private struct Reader(string path, byte* basePtr, long size)
     {
         public long Position;
+        private long _elementsRead;
 
         public readonly InvalidModelFileException Fail(string what) => new(path, $"{what} (at byte {Position})");
 
@@ -340,15 +350,19 @@ public sealed unsafe class GgufFile : IDisposable
             if (et == GgufValueType.Array) throw Fail($"metadata '{key}' nests arrays, which is not supported");
             if (es == 0) throw Fail($"metadata '{key}' has unknown element type {(uint)et}");
             if (count > (ulong)((size - Position) / es)) throw Fail($"metadata '{key}' array count {count} runs past the end of the file");
-            if (count > (ulong)Array.MaxLength) throw Fail($"metadata '{key}' array count {count} is absurd");
+            if (count > MaxArrayLength) throw Fail($"metadata '{key}' array count {count} is absurd (at most {MaxArrayLength})");
+            _elementsRead += (long)count;
+            if (_elementsRead > MaxMetadataElements) throw Fail($"metadata arrays hold more than {MaxMetadataElements} elements in all");
             int n = (int)count;
             switch (et)
             {
                 case GgufValueType.String:
                 {
-                    var a = new string[n];
-                    for (int i = 0; i < n; i++) a[i] = String();
-                    return a;
+                    // Grown as strings are actually read: the count passed the size check at 8 bytes a string, but
+                    // a lying count must fail on the first bad length, not after allocating for all of them.
+                    var list = new List<string>(Math.Min(n, 1 << 16));
+                    for (int i = 0; i < n; i++) list.Add(String());
+                    return list.ToArray();
                 }
                 case GgufValueType.Float32 or GgufValueType.Float64:
                 {

@@ -69,6 +69,7 @@ public static class GgufModelWriter
             w.AddUInt32("tokenizer.ggml.eos_token_id", (uint)c.EosId);
         }
         bool unpermute = c.Architecture == ModelArchitecture.Llama && c.Rope == RopeStyle.NeoX;
+        bool swapNorms = FalconNormNames.AreSwapped(ArchName(c), c.FalconNewDecoder);
         foreach (var t in source.Tensors)
         {
             int permuteHeads = 0;
@@ -80,7 +81,8 @@ public static class GgufModelWriter
             if (t.Shape.Length == 1 && matrixType != null) outType = TensorType.F32;
             var tensor = t;
             int heads = permuteHeads;
-            w.AddTensor(t.Name, outType, t.Shape, dst => WriteTensor(source, tensor, outType, heads, dst));
+            string storedName = swapNorms ? FalconNormNames.Swap(t.Name) : t.Name;
+            w.AddTensor(storedName, outType, t.Shape, dst => WriteTensor(source, tensor, outType, heads, dst));
         }
         w.Write(outPath, cancellationToken);
     }
@@ -88,8 +90,9 @@ public static class GgufModelWriter
     /// <summary>Streams one tensor row by row, permuting rows and converting the element type as needed.</summary>
     private static void WriteTensor(IWeightSource source, TensorInfo t, TensorType outType, int permuteHeads, Stream dst)
     {
-        long rows = t.Shape.Length == 1 ? t.Shape[0] : t.Shape[0];
-        long cols = t.Shape.Length == 1 ? 1 : t.ElementCount / rows;
+        // A vector is handled as a column of one-element rows, so bias permutation and conversion share this path.
+        long rows = t.Shape[0];
+        long cols = t.ElementCount / rows;
         if (outType == t.Type && permuteHeads == 0)
         {
             WriteRaw(source, t, dst);

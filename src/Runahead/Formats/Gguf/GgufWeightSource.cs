@@ -18,10 +18,12 @@ public sealed unsafe class GgufWeightSource : IWeightSource
     {
         File = file;
         _tensors = new List<TensorInfo>(file.Tensors.Count);
+        bool swapNorms = FalconNormNames.AreSwapped(file.GetString("general.architecture"), file.TryGetTensor("blk.0.attn_norm_2.weight", out _));
         foreach (var t in file.Tensors)
         {
-            var info = t.Info;
-            _byName[t.Name] = (t, info);
+            string name = swapNorms ? FalconNormNames.Swap(t.Name) : t.Name;
+            var info = name == t.Name ? t.Info : new TensorInfo(name, t.Type, t.Shape);
+            _byName[name] = (t, info);
             _tensors.Add(info);
         }
         Config = ReadConfig(file);
@@ -60,6 +62,14 @@ public sealed unsafe class GgufWeightSource : IWeightSource
             if (v < int.MinValue || v > int.MaxValue) throw new InvalidModelFileException(path, $"metadata '{key}' = {v} is out of range");
             return (int)v;
         }
+        // llama.cpp writes 0xFFFFFFFF (or -1) for "no such token".
+        int TokenId(string key, int fallback)
+        {
+            long v = f.GetInt(key, fallback);
+            if (v is -1 or 0xFFFFFFFF) return -1;
+            if (v < 0 || v > int.MaxValue) throw new InvalidModelFileException(path, $"metadata '{key}' = {v} is out of range");
+            return (int)v;
+        }
         int dim = Int($"{arch}.embedding_length", 0, true);
         int layers = Int($"{arch}.block_count", 0, true);
         int heads = Int($"{arch}.attention.head_count", 0, true);
@@ -69,6 +79,15 @@ public sealed unsafe class GgufWeightSource : IWeightSource
         int ropeDims = Int($"{arch}.rope.dimension_count", headDim, false);
         if (ropeDims != headDim)
             throw new InvalidModelFileException(path, $"rotary dimension count {ropeDims} differs from head size {headDim} (partial RoPE is not supported)");
+
+        // These change the computation; running the model without them would give plausible but wrong output.
+        string? scaling = f.GetString($"{arch}.rope.scaling.type");
+        if (scaling is not (null or "none"))
+            throw new InvalidModelFileException(path, $"RoPE scaling '{scaling}' is not supported");
+        if (f.TryGetTensor("rope_freqs.weight", out _))
+            throw new InvalidModelFileException(path, "RoPE frequency factors (rope_freqs.weight, Llama 3.1 style scaling) are not supported");
+        if (f.GetInt($"{arch}.expert_count", 0) > 0)
+            throw new InvalidModelFileException(path, "mixture-of-experts models are not supported");
 
         f.TryGetTensor("token_embd.weight", out var embd);
         f.TryGetTensor("blk.0.ffn_up.weight", out var up);
@@ -97,8 +116,8 @@ public sealed unsafe class GgufWeightSource : IWeightSource
             // llama.cpp's Falcon is always parallel; our writer marks the sequential variant by its ffn_norm.
             ParallelAttention = falcon && !f.TryGetTensor("blk.0.ffn_norm.weight", out _),
             FalconNewDecoder = falcon && f.TryGetTensor("blk.0.attn_norm_2.weight", out _),
-            BosId = Int("tokenizer.ggml.bos_token_id", 1, false),
-            EosId = Int("tokenizer.ggml.eos_token_id", 2, false),
+            BosId = TokenId("tokenizer.ggml.bos_token_id", 1),
+            EosId = TokenId("tokenizer.ggml.eos_token_id", 2),
         };
         return config;
     }

@@ -63,18 +63,25 @@ internal static class SyntheticVocabulary
         return (tokens, scores, types);
     }
 
+    /// <summary>
+    /// Pieces in rank order, closed under "drop the last character": SentencePiece only reaches a piece by merging
+    /// two pieces already in the vocabulary, so every word is preceded by its prefixes ("▁t", "▁th", "▁the").
+    /// </summary>
     private static IEnumerable<string> Pieces()
     {
         yield return WordStart.ToString();
-        foreach (var w in CommonWords) yield return WordStart + w;
         for (char c = 'a'; c <= 'z'; c++) yield return c.ToString();
         for (char c = 'A'; c <= 'Z'; c++) yield return c.ToString();
         for (char c = '0'; c <= '9'; c++) yield return c.ToString();
         foreach (char c in ".,!?;:'\"-()[]{}/\\@#$%&*+=<>_~`|^") yield return c.ToString();
         for (char c = 'a'; c <= 'z'; c++) yield return WordStart + c.ToString();
         for (char c = 'A'; c <= 'Z'; c++) yield return WordStart + c.ToString();
-        foreach (var w in CommonWords) yield return w;
-        // Letter n-grams, shortest first; 26^4 is far beyond any vocabulary we synthesize.
+        foreach (var w in CommonWords)
+            for (int k = 1; k <= w.Length; k++) yield return WordStart + w[..k];
+        foreach (var w in CommonWords)
+            for (int k = 2; k <= w.Length; k++) yield return w[..k];
+        // Letter n-grams, shortest first so that each one's prefix is already in; 26^4 is far beyond any vocabulary
+        // we synthesize.
         const string letters = "etaoinshrdlcumwfgypbvkjxqz";
         for (int len = 2; len <= 4; len++)
         {

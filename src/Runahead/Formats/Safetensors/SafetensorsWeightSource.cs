@@ -45,6 +45,9 @@ public sealed unsafe class SafetensorsWeightSource : IWeightSource
         {
             var hfTensors = new List<(SafetensorsFile file, SafetensorsTensor t)>();
             Files = OpenFiles(sourcePath, folder, hfTensors);
+            // Falcon checkpoints without lm_head use the embeddings whatever tie_word_embeddings says.
+            if (falcon && !Config.TiedEmbeddings && !hfTensors.Exists(x => x.t.Name == "lm_head.weight"))
+                Config = Config with { TiedEmbeddings = true };
             foreach (var (file, t) in hfTensors)
             {
                 string? canonical = HfTensorNames.ToCanonical(t.Name, falcon);

@@ -1,6 +1,6 @@
 namespace Runahead.Planning;
 
-public enum SpanKind
+public enum SimSpanKind
 {
     /// <summary>Norm and Q,K,V projections.</summary>
     Qkv,
@@ -22,7 +22,7 @@ public enum SpanKind
 }
 
 /// <summary>One span of one rank's timeline, in seconds from the start of prefill.</summary>
-public readonly record struct TimelineSpan(int Rank, int Layer, SpanKind Kind, double Start, double End)
+public readonly record struct SimSpan(int Rank, int Layer, SimSpanKind Kind, double Start, double End)
 {
     public double Duration => End - Start;
 }
