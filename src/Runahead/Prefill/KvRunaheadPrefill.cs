@@ -35,6 +35,7 @@ public sealed class KvRunaheadPrefill : RankPrefill
 
         for (int l = 0; l < cfg.Layers; l++)
         {
+            ct.ThrowIfCancellationRequested();
             var layer = Model.Layers[l];
             // 1. Q,K,V of my tokens at their global positions; my K,V rows go straight into the cache.
             ComputeQkv(layer, job, cache.Keys(l, start, count), cache.Values(l, start, count));

@@ -44,6 +44,7 @@ public sealed class TspPrefill : RankPrefill
 
         for (int l = 0; l < cfg.Layers; l++)
         {
+            ct.ThrowIfCancellationRequested();
             var layer = Model.Layers[l];
             ComputeQkv(layer, job, mineK.Span, mineV.Span);
             t = rec.Mark(SpanKind.Compute, l, t);

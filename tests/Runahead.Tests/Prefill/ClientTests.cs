@@ -74,6 +74,20 @@ public class ClientTests
     }
 
     [Fact]
+    public async Task Cancellation_stops_a_prefill_promptly()
+    {
+        // One rank never waits on a peer, so this checks the per-layer cancellation point, not the communicator's.
+        using var host = new InProcessRankJobHost(new[] { SynthWeightSource.LoadTiny(SynthWeightSource.TinyLlama(layers: 64, context: 4096)) });
+        var client = new PrefillClient(host);
+        var prompt = PrefillReference.Prompt(4000, 96);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            client.RunAsync(prompt, PrefillStrategyKind.Kvr, PartitionSpec.Even, 1, null, null, false, null, cancel.Token));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"cancellation took {clock.Elapsed}");
+    }
+
+    [Fact]
     public async Task Bad_requests_fail_with_clear_errors()
     {
         using var host = new InProcessRankJobHost(new[] { SynthWeightSource.LoadTiny(), SynthWeightSource.LoadTiny() });
