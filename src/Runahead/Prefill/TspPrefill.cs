@@ -26,7 +26,7 @@ public sealed class TspPrefill : RankPrefill
     protected override async Task<KvCache?> RunLayersAsync(RankJob job, int cacheCapacity, CancellationToken ct)
     {
         var cfg = Model.Config;
-        int start = job.Start, count = job.Count, end = job.End, kvDim = cfg.KvDim;
+        int count = job.Count, end = job.End, kvDim = cfg.KvDim;
         int tokens = job.Partition.Tokens;
         var rec = job.Recorder;
         long t = RankRecorder.Now();
