@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Runahead.Diagnostics;
 using Runahead.Distributed;
 using Runahead.Generation;
 using Runahead.Prefill;
@@ -63,6 +64,11 @@ public sealed class PrefillOptions
         Description = "KVR-S/KVR-P partition table (JSON from the planning tools) that answers --partition searched|predicted",
     };
 
+    public Option<string> Trace { get; } = new("--trace")
+    {
+        Description = "Write the prefill's per-rank timeline as Chrome trace-event JSON (open in Perfetto)",
+    };
+
     public Option<string[]> Sidecar { get; } = new("--sidecar")
     {
         Description = "Background traffic on a link: SRC->DST:SHARE%:BURST/PERIOD (e.g. 1->2:50%:2ms/10ms); repeatable",
@@ -74,7 +80,11 @@ public sealed class PrefillOptions
     /// </summary>
     public void AddTo(Command command, bool includeStrategy = true, bool includeRanks = false)
     {
-        if (includeRanks) command.Options.Add(Ranks);
+        if (includeRanks)
+        {
+            command.Options.Add(Ranks);
+            command.Options.Add(Trace);
+        }
         if (includeStrategy) command.Options.Add(Strategy);
         command.Options.Add(Partition);
         command.Options.Add(PartitionTable);
@@ -139,7 +149,11 @@ public sealed class PrefillOptions
         var transport = ParseTransport(result.GetValue(Transport));
         int threads = ThreadsFor(result, ranks);
         var links = ReadLinks(result);
-        return new PrefillSettings(ranks, strategy, partition, transport, threads, links) { Planner = ReadPlanner(result, links) };
+        return new PrefillSettings(ranks, strategy, partition, transport, threads, links)
+        {
+            Planner = ReadPlanner(result, links),
+            TracePath = result.GetValue(Trace),
+        };
     }
 
     /// <summary>
@@ -216,6 +230,9 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
     /// <summary>Answers --partition searched|predicted (null: no table).</summary>
     public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
 
+    /// <summary>Where to write the prefill's timeline (null: nowhere).</summary>
+    public string? TracePath { get; init; }
+
     /// <summary>Whether the run needs ranks at all (otherwise generate takes its single-process path).</summary>
     public bool IsParallel => Ranks > 1 || Strategy != PrefillStrategyKind.Single || Transport == RankTransport.Mpi;
 
@@ -257,6 +274,7 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
             if (print) { stdout.Write(piece); stdout.Flush(); }
         }, ct).ConfigureAwait(false);
         if (run == null) return 0;
+        if (TracePath != null) Timeline.WriteChromeTrace(TracePath, [run.Timeline]);
         var rest = streamer?.Flush();
         if (!string.IsNullOrEmpty(rest)) { text.Append(rest); if (print) stdout.Write(rest); }
 
