@@ -166,7 +166,7 @@ public class WorkerProcessTests
         _ = client.StandardOutput.ReadToEndAsync();
         _ = client.StandardError.ReadToEndAsync();
         var workers = await WaitForChildren(client.Id, 2, TimeSpan.FromSeconds(30));
-        await Task.Delay(300); // let the job start
+        await WaitUntilSegmentGone(client.Id); // the workers are attached and the job is starting
         Assert.Equal(0, NativeMethods.SendSignal(client.Id, NativeMethods.SigInt));
         var sw = Stopwatch.StartNew();
         using (var cts = new CancellationTokenSource(Bound))
@@ -189,7 +189,7 @@ public class WorkerProcessTests
         _ = client.StandardOutput.ReadToEndAsync();
         _ = client.StandardError.ReadToEndAsync();
         var workers = await WaitForChildren(client.Id, 2, TimeSpan.FromSeconds(30));
-        await Task.Delay(300);
+        await WaitUntilSegmentGone(client.Id);
         client.Kill();
         var sw = Stopwatch.StartNew();
         foreach (var pid in workers)
@@ -200,6 +200,30 @@ public class WorkerProcessTests
             }
         // Unlinked as soon as the workers attached, so even SIGKILL leaves nothing behind.
         Assert.Empty(Directory.GetFiles("/dev/shm", $"{SharedMemorySegment.NamePrefix}{client.Id}-*"));
+    }
+
+    /// <summary>The client deletes its segment once every worker has mapped it.</summary>
+    private static async Task WaitUntilSegmentGone(int client)
+    {
+        var sw = Stopwatch.StartNew();
+        while (Directory.GetFiles("/dev/shm", $"{SharedMemorySegment.NamePrefix}{client}-*").Length > 0)
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), "the client's segment was never deleted");
+            await Task.Delay(20);
+        }
+        await Task.Delay(100);
+    }
+
+    [Fact]
+    public async Task SegmentsOfDeadCoordinatorsAreSweptByTheNextRun()
+    {
+        // A coordinator killed before its workers attached leaves its file; the next run removes it.
+        using var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        await gone.WaitForExitAsync();
+        var stale = Path.Combine("/dev/shm", $"{SharedMemorySegment.NamePrefix}{gone.Id}-0123456789abcdef");
+        File.WriteAllBytes(stale, new byte[16]);
+        using var segment = SharedMemorySegment.Create(2, 1 << 16);
+        Assert.False(File.Exists(stale));
     }
 
     /// <summary>Pids of the `runahead worker` children of <paramref name="parent"/> once there are <paramref name="count"/>.</summary>
