@@ -84,3 +84,14 @@ public sealed class PacedDeliveryProgram : IRankProgram
 
     public void Dispose() { }
 }
+
+/// <summary>Fails to initialise on rank 1 (as when a rank cannot load the model).</summary>
+public sealed class FailingInitProgram : IRankProgram
+{
+    public Task InitializeAsync(RankContext context, CancellationToken ct) =>
+        context.Rank == 1 ? throw new RunaheadException("model.gguf: cannot load on this rank") : Task.CompletedTask;
+
+    public Task<byte[]> RunJobAsync(RankContext context, ReadOnlyMemory<byte> request, CancellationToken ct) => Task.FromResult(Array.Empty<byte>());
+
+    public void Dispose() { }
+}

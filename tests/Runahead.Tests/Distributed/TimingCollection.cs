@@ -1,8 +1,8 @@
 namespace Runahead.Tests.Distributed;
 
 /// <summary>
-/// Pacing-accuracy tests run alone (after the parallel ones): on a 2-core machine, tests running beside them would
-/// delay the receiving thread and measure the scheduler rather than the pacing.
+/// Tests that run alone (after the parallel ones): pacing accuracy, where tests beside them on a 2-core machine would
+/// delay the receiving thread and measure the scheduler, and /dev/shm checks that other tests' segments would confuse.
 /// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class TimingCollection
