@@ -40,9 +40,10 @@ public class WorkerProcessTests
         return mpiexec;
     }
 
-    private static async Task<(int ExitCode, string Output)> Run(string file, IEnumerable<string> args, TimeSpan timeout)
+    private static async Task<(int ExitCode, string Output)> Run(string file, IEnumerable<string> args, TimeSpan timeout, (string, string)? env = null)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (env is var (name, value)) psi.Environment[name] = value;
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -88,6 +89,20 @@ public class WorkerProcessTests
         Assert.True(sw.Elapsed < Bound + TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
         Assert.NotEqual(0, code);
         Assert.Contains("rank 1 failed: deliberate failure", output);
+    }
+
+    [SkippableFact]
+    public async Task OpenMpiPassesTheCommunicatorChecksToo()
+    {
+        // Optional: Open MPI beside MPICH (Debian: openmpi-bin); its handles are exported globals, not integers.
+        var mpirun = FindOnPath("mpirun.openmpi");
+        bool library = System.Runtime.InteropServices.NativeLibrary.TryLoad("libmpi.so.40", out _);
+        Skip.If(mpirun == null || !library, "Open MPI (mpirun.openmpi, libmpi.so.40) is not installed");
+        var (code, output) = await Run(mpirun!, ["--allow-run-as-root", "--oversubscribe", "-x", "RUNAHEAD_MPI_LIBRARY", "-np", "3", Runahead(), "worker", "--transport", "mpi",
+            "--program", typeof(MpiSemanticsProgram).FullName!, "--program-assembly", typeof(MpiSemanticsProgram).Assembly.Location, "--request", "all"],
+            TimeSpan.FromSeconds(60), ("RUNAHEAD_MPI_LIBRARY", "libmpi.so.40"));
+        Assert.True(code == 0, output);
+        for (int r = 0; r < 3; r++) Assert.Contains($"rank {r}: ok", output);
     }
 
     [Fact]
