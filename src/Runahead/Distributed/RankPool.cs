@@ -180,11 +180,20 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
             inits[r] = Task.Run(async () =>
             {
                 var sw = Stopwatch.StartNew();
-                await _programs[rank].InitializeAsync(_contexts[rank], ct).ConfigureAwait(false);
+                try
+                {
+                    await _programs[rank].InitializeAsync(_contexts[rank], ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    // Named like a worker process's failure, so callers see one shape whatever the transport.
+                    Fail(e is RankFailedException rf ? rf.FailedRank : rank, e is RankFailedException ? e.Message : $"rank {rank} failed: {e.Message}");
+                }
                 times[rank] = sw.Elapsed;
             }, ct);
         }
         await Task.WhenAll(inits).ConfigureAwait(false);
+        ThrowIfFailed();
         InitializeTimes = times;
     }
 

@@ -157,6 +157,9 @@ internal sealed unsafe class SharedMemoryCommunicator : CommunicatorBase
         if (entry != null && entry.VisibleAt <= PreciseWait.Now)
             return ValueTask.FromResult(new ReceivedTensor(source, tag, new Lease(link, entry)));
         var pending = new PendingReceive(link, source, tag, PreciseWait.Now + PreciseWait.FromTimeSpan(ReceiveTimeout)) { Entry = entry };
+        // Registered before the waiter can see it, so the waiter always disposes the registration: a long-lived token
+        // would otherwise collect one callback per receive.
+        if (ct.CanBeCanceled) pending.Registration = ct.Register(() => pending.Completion.TrySetCanceled(ct));
         lock (_pending)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -167,7 +170,6 @@ internal sealed unsafe class SharedMemoryCommunicator : CommunicatorBase
                 _waiter.Start();
             }
         }
-        if (ct.CanBeCanceled) pending.Registration = ct.Register(() => pending.Completion.TrySetCanceled(ct));
         _segment.Ring(Rank);
         return new ValueTask<ReceivedTensor>(pending.Completion.Task);
     }
