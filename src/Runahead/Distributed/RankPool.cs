@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 
 namespace Runahead.Distributed;
 
-/// <summary>What every rank answered to one job.</summary>
+/// <summary>What every rank answered to one job, by rank (empty on MPI ranks other than 0).</summary>
 public sealed record RankJobResult(IReadOnlyList<byte[]> Replies, TimeSpan Elapsed);
 
 /// <summary>
@@ -121,7 +121,8 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
                 Fail(-1, "the client cancelled the job");
                 throw;
             }
-            return new RankJobResult(job.Replies, sw.Elapsed);
+            // MPI ranks other than 0 are not the client: they have no replies to hand out.
+            return new RankJobResult(IsClient ? job.Replies : [], sw.Elapsed);
         }
         finally
         {
