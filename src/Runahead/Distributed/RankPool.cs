@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 
 namespace Runahead.Distributed;
 
-/// <summary>What every rank answered to one job.</summary>
+/// <summary>What every rank answered to one job, by rank (empty on MPI ranks other than 0).</summary>
 public sealed record RankJobResult(IReadOnlyList<byte[]> Replies, TimeSpan Elapsed);
 
 /// <summary>
@@ -121,7 +121,8 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
                 Fail(-1, "the client cancelled the job");
                 throw;
             }
-            return new RankJobResult(job.Replies, sw.Elapsed);
+            // MPI ranks other than 0 are not the client: they have no replies to hand out.
+            return new RankJobResult(IsClient ? job.Replies : [], sw.Elapsed);
         }
         finally
         {
@@ -180,11 +181,20 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
             inits[r] = Task.Run(async () =>
             {
                 var sw = Stopwatch.StartNew();
-                await _programs[rank].InitializeAsync(_contexts[rank], ct).ConfigureAwait(false);
+                try
+                {
+                    await _programs[rank].InitializeAsync(_contexts[rank], ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    // Named like a worker process's failure, so callers see one shape whatever the transport.
+                    Fail(e is RankFailedException rf ? rf.FailedRank : rank, e is RankFailedException ? e.Message : $"rank {rank} failed: {e.Message}");
+                }
                 times[rank] = sw.Elapsed;
             }, ct);
         }
         await Task.WhenAll(inits).ConfigureAwait(false);
+        ThrowIfFailed();
         InitializeTimes = times;
     }
 

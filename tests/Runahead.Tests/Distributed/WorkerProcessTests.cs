@@ -40,9 +40,10 @@ public class WorkerProcessTests
         return mpiexec;
     }
 
-    private static async Task<(int ExitCode, string Output)> Run(string file, IEnumerable<string> args, TimeSpan timeout)
+    private static async Task<(int ExitCode, string Output)> Run(string file, IEnumerable<string> args, TimeSpan timeout, (string, string)? env = null)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (env is var (name, value)) psi.Environment[name] = value;
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -88,6 +89,20 @@ public class WorkerProcessTests
         Assert.True(sw.Elapsed < Bound + TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
         Assert.NotEqual(0, code);
         Assert.Contains("rank 1 failed: deliberate failure", output);
+    }
+
+    [SkippableFact]
+    public async Task OpenMpiPassesTheCommunicatorChecksToo()
+    {
+        // Optional: Open MPI beside MPICH (Debian: openmpi-bin); its handles are exported globals, not integers.
+        var mpirun = FindOnPath("mpirun.openmpi");
+        bool library = System.Runtime.InteropServices.NativeLibrary.TryLoad("libmpi.so.40", out _);
+        Skip.If(mpirun == null || !library, "Open MPI (mpirun.openmpi, libmpi.so.40) is not installed");
+        var (code, output) = await Run(mpirun!, ["--allow-run-as-root", "--oversubscribe", "-x", "RUNAHEAD_MPI_LIBRARY", "-np", "3", Runahead(), "worker", "--transport", "mpi",
+            "--program", typeof(MpiSemanticsProgram).FullName!, "--program-assembly", typeof(MpiSemanticsProgram).Assembly.Location, "--request", "all"],
+            TimeSpan.FromSeconds(60), ("RUNAHEAD_MPI_LIBRARY", "libmpi.so.40"));
+        Assert.True(code == 0, output);
+        for (int r = 0; r < 3; r++) Assert.Contains($"rank {r}: ok", output);
     }
 
     [Fact]
@@ -166,7 +181,7 @@ public class WorkerProcessTests
         _ = client.StandardOutput.ReadToEndAsync();
         _ = client.StandardError.ReadToEndAsync();
         var workers = await WaitForChildren(client.Id, 2, TimeSpan.FromSeconds(30));
-        await Task.Delay(300); // let the job start
+        await WaitUntilSegmentGone(client.Id); // the workers are attached and the job is starting
         Assert.Equal(0, NativeMethods.SendSignal(client.Id, NativeMethods.SigInt));
         var sw = Stopwatch.StartNew();
         using (var cts = new CancellationTokenSource(Bound))
@@ -189,7 +204,7 @@ public class WorkerProcessTests
         _ = client.StandardOutput.ReadToEndAsync();
         _ = client.StandardError.ReadToEndAsync();
         var workers = await WaitForChildren(client.Id, 2, TimeSpan.FromSeconds(30));
-        await Task.Delay(300);
+        await WaitUntilSegmentGone(client.Id);
         client.Kill();
         var sw = Stopwatch.StartNew();
         foreach (var pid in workers)
@@ -200,6 +215,30 @@ public class WorkerProcessTests
             }
         // Unlinked as soon as the workers attached, so even SIGKILL leaves nothing behind.
         Assert.Empty(Directory.GetFiles("/dev/shm", $"{SharedMemorySegment.NamePrefix}{client.Id}-*"));
+    }
+
+    /// <summary>The client deletes its segment once every worker has mapped it.</summary>
+    private static async Task WaitUntilSegmentGone(int client)
+    {
+        var sw = Stopwatch.StartNew();
+        while (Directory.GetFiles("/dev/shm", $"{SharedMemorySegment.NamePrefix}{client}-*").Length > 0)
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), "the client's segment was never deleted");
+            await Task.Delay(20);
+        }
+        await Task.Delay(100);
+    }
+
+    [Fact]
+    public async Task SegmentsOfDeadCoordinatorsAreSweptByTheNextRun()
+    {
+        // A coordinator killed before its workers attached leaves its file; the next run removes it.
+        using var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        await gone.WaitForExitAsync();
+        var stale = Path.Combine("/dev/shm", $"{SharedMemorySegment.NamePrefix}{gone.Id}-0123456789abcdef");
+        File.WriteAllBytes(stale, new byte[16]);
+        using var segment = SharedMemorySegment.Create(2, 1 << 16);
+        Assert.False(File.Exists(stale));
     }
 
     /// <summary>Pids of the `runahead worker` children of <paramref name="parent"/> once there are <paramref name="count"/>.</summary>
