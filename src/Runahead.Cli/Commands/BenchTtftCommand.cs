@@ -64,6 +64,8 @@ public static class BenchTtftCommand
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
             var rows = await RunAsync(settings, stderr, ct);
+            // MPI ranks other than 0 took part in every run; rank 0 reports.
+            if (rows == null) return 0;
 
             if (parse.GetValue(csv) is { } csvPath) WriteFile(csvPath, "--csv", w => WriteCsv(w, rows));
             if (parse.GetValue(trace) is { } tracePath)
@@ -102,7 +104,7 @@ public static class BenchTtftCommand
         public string Baseline { get; set; } = "";
     }
 
-    private static async Task<List<BenchRow>> RunAsync(BenchSettings s, TextWriter stderr, CancellationToken ct)
+    private static async Task<List<BenchRow>?> RunAsync(BenchSettings s, TextWriter stderr, CancellationToken ct)
     {
         // Read the model's limits once, before starting any rank.
         ModelConfig config;
@@ -119,6 +121,7 @@ public static class BenchTtftCommand
         int totalRuns = points.Count * s.Tokens.Length * (s.Repeats + s.Warmup);
 
         var rows = new List<BenchRow>();
+        bool isClient = true;
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
         await console.Progress().AutoClear(true).HideCompleted(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -134,6 +137,7 @@ public static class BenchTtftCommand
                     // One set of ranks per P serves every strategy and length: process start and model load stay out of TTFT.
                     using var host = await RankJobHosts.CreateAsync(s.Transport, s.ModelPath, p, threads, s.Links.Build(p), null, ct);
                     var client = new PrefillClient(host) { Planner = s.Planner };
+                    isClient &= client.IsClient;
                     foreach (var c in s.Tokens)
                     {
                         var prompt = Prompt(c, config.VocabSize, s.Seed);
@@ -148,11 +152,11 @@ public static class BenchTtftCommand
                                 var strategy = mine[k].Strategy;
                                 bar.Description = $"{strategy.Name()} P={p} C={c}";
                                 var run = await client.RunAsync(prompt, strategy, s.Partition, 1, null, null, false, null, ct);
-                                if (i >= s.Warmup) runs[k].Add(run);
+                                if (run != null && i >= s.Warmup) runs[k].Add(run);
                                 bar.Increment(1);
                             }
                         }
-                        for (int k = 0; k < mine.Count; k++)
+                        for (int k = 0; k < mine.Count && client.IsClient; k++)
                         {
                             var sorted = runs[k];
                             var inRunOrder = sorted.ConvertAll(r => r.TtftMs).ToArray();
@@ -165,6 +169,8 @@ public static class BenchTtftCommand
                     }
                 }
             });
+
+        if (!isClient) return null;
 
         // Ratios against the first measured point of the same length: the first strategy listed, at its first rank count.
         foreach (var c in s.Tokens)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Runahead.Diagnostics;
 using Runahead.Distributed;
 using Runahead.Generation;
 using Runahead.Prefill;
@@ -63,6 +64,11 @@ public sealed class PrefillOptions
         Description = "KVR-S/KVR-P partition table (JSON from the planning tools) that answers --partition searched|predicted",
     };
 
+    public Option<string> Trace { get; } = new("--trace")
+    {
+        Description = "Write the prefill's per-rank timeline as Chrome trace-event JSON (open in Perfetto)",
+    };
+
     public Option<string[]> Sidecar { get; } = new("--sidecar")
     {
         Description = "Background traffic on a link: SRC->DST:SHARE%:BURST/PERIOD (e.g. 1->2:50%:2ms/10ms); repeatable",
@@ -74,7 +80,11 @@ public sealed class PrefillOptions
     /// </summary>
     public void AddTo(Command command, bool includeStrategy = true, bool includeRanks = false)
     {
-        if (includeRanks) command.Options.Add(Ranks);
+        if (includeRanks)
+        {
+            command.Options.Add(Ranks);
+            command.Options.Add(Trace);
+        }
         if (includeStrategy) command.Options.Add(Strategy);
         command.Options.Add(Partition);
         command.Options.Add(PartitionTable);
@@ -139,7 +149,11 @@ public sealed class PrefillOptions
         var transport = ParseTransport(result.GetValue(Transport));
         int threads = ThreadsFor(result, ranks);
         var links = ReadLinks(result);
-        return new PrefillSettings(ranks, strategy, partition, transport, threads, links) { Planner = ReadPlanner(result, links) };
+        return new PrefillSettings(ranks, strategy, partition, transport, threads, links)
+        {
+            Planner = ReadPlanner(result, links),
+            TracePath = result.GetValue(Trace),
+        };
     }
 
     /// <summary>
@@ -216,6 +230,9 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
     /// <summary>Answers --partition searched|predicted (null: no table).</summary>
     public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
 
+    /// <summary>Where to write the prefill's timeline (null: nowhere).</summary>
+    public string? TracePath { get; init; }
+
     /// <summary>Whether the run needs ranks at all (otherwise generate takes its single-process path).</summary>
     public bool IsParallel => Ranks > 1 || Strategy != PrefillStrategyKind.Single || Transport == RankTransport.Mpi;
 
@@ -228,15 +245,10 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
     public async Task<int> GenerateAsync(string modelPath, LlmSession session, int[] promptIds, GenerationOptions options, bool json,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
-        var tokenizer = session.Tokenizer;
-        var streamer = tokenizer != null ? new TextStreamer(tokenizer, promptIds) : null;
-        string promptText = streamer?.Prefix ?? "";
-        var text = new StringBuilder();
-        if (!json) { stdout.Write(promptText); stdout.Flush(); }
-        var stopIds = options.StopIds?.ToArray() ?? new[] { tokenizer?.EosId ?? session.Model.Config.EosId };
+        var stopIds = options.StopIds?.ToArray() ?? new[] { session.Tokenizer?.EosId ?? session.Model.Config.EosId };
         if (options.MaxNewTokens == 0)
         {
-            if (!json) stdout.WriteLine();
+            if (!json) stdout.WriteLine(session.Tokenizer != null ? new TextStreamer(session.Tokenizer, promptIds).Prefix : "");
             return 0;
         }
 
@@ -246,16 +258,25 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
         var client = new PrefillClient(host) { Planner = Planner };
         await client.WarmUpAsync(Strategy, ct).ConfigureAwait(false);
         double startupMs = started.Elapsed.TotalMilliseconds;
+
+        // Under MPI every process runs this command; only rank 0 (the client) prints.
+        bool print = client.IsClient && !json;
+        var streamer = session.Tokenizer != null ? new TextStreamer(session.Tokenizer, promptIds) : null;
+        string promptText = streamer?.Prefix ?? "";
+        var text = new StringBuilder();
+        if (print) { stdout.Write(promptText); stdout.Flush(); }
         var stopped = false;
         var run = await client.RunAsync(promptIds, Strategy, Partition, options.MaxNewTokens, options.Sampling, stopIds, false, id =>
         {
             if (Array.IndexOf(stopIds, id) >= 0) { stopped = true; return; }
             string piece = streamer?.Add(id) ?? id.ToString(CultureInfo.InvariantCulture) + " ";
             text.Append(piece);
-            if (!json) { stdout.Write(piece); stdout.Flush(); }
+            if (print) { stdout.Write(piece); stdout.Flush(); }
         }, ct).ConfigureAwait(false);
+        if (run == null) return 0;
+        if (TracePath != null) Timeline.WriteChromeTrace(TracePath, [run.Timeline]);
         var rest = streamer?.Flush();
-        if (!string.IsNullOrEmpty(rest)) { text.Append(rest); if (!json) stdout.Write(rest); }
+        if (!string.IsNullOrEmpty(rest)) { text.Append(rest); if (print) stdout.Write(rest); }
 
         var generated = stopped ? run.Generated[..^1] : run.Generated;
         double promptTps = run.TtftMs > 0 ? promptIds.Length / (run.TtftMs / 1000) : 0;

@@ -20,6 +20,9 @@ public abstract class CommunicatorBase : ICommunicator
         ReceiveTimeout = receiveTimeout;
     }
 
+    /// <summary>Largest caller tag: MPI guarantees tags up to 32767 only, and the transports keep a few above this.</summary>
+    public const int MaxTag = 32000;
+
     /// <summary>Long enough for a slow rank to finish a big prefill before its neighbour gives up on it.</summary>
     public static readonly TimeSpan DefaultReceiveTimeout = TimeSpan.FromSeconds(120);
 
@@ -99,6 +102,11 @@ public abstract class CommunicatorBase : ICommunicator
         }
     }
 
+    /// <summary>Point-to-point on tags above <see cref="MaxTag"/>, reserved for the runtime's own control messages.</summary>
+    internal ValueTask SendReservedAsync(int dest, int tag, ReadOnlyMemory<byte> data, CancellationToken ct) => SendCoreAsync(dest, tag, data, ct);
+
+    internal ValueTask<ReceivedTensor> ReceiveReservedAsync(int source, int tag, CancellationToken ct) => ReceiveCoreAsync(source, tag, ct);
+
     /// <summary>Copies or writes <paramref name="data"/> toward <paramref name="dest"/>; returns when the caller's buffer is free.</summary>
     protected abstract ValueTask SendCoreAsync(int dest, int tag, ReadOnlyMemory<byte> data, CancellationToken ct);
 
@@ -152,6 +160,7 @@ public abstract class CommunicatorBase : ICommunicator
 
     private static void CheckTag(int tag)
     {
-        if (tag < 0) throw new ArgumentOutOfRangeException(nameof(tag), "tags are non-negative (negative tags are reserved for collectives)");
+        if (tag < 0 || tag > MaxTag)
+            throw new ArgumentOutOfRangeException(nameof(tag), $"tag {tag} outside 0..{MaxTag} (negative tags are reserved for collectives)");
     }
 }

@@ -6,7 +6,7 @@ namespace Runahead.Distributed;
 /// sit behind it.
 /// </summary>
 /// <remarks>
-/// Tags are non-negative and chosen by the caller; messages between one (source, destination) pair with one tag arrive
+/// Tags are 0..<see cref="CommunicatorBase.MaxTag"/> (32000) and chosen by the caller; messages between one (source, destination) pair with one tag arrive
 /// in the order they were sent, while different tags may be received in any order. Every wait honours the
 /// <see cref="CancellationToken"/> and <see cref="ReceiveTimeout"/>; a dead or silent peer surfaces as a
 /// <see cref="RankFailedException"/> naming that peer, never as a hang. Collectives must be called by every rank in the

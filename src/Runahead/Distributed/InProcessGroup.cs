@@ -13,6 +13,7 @@ public sealed class InProcessGroup : IDisposable
     private readonly CancellationTokenSource _failed = new();
     private volatile string? _failure;
     private int _failedRank = -1;
+    private int _failing;
 
     public InProcessGroup(int worldSize, LinkShaper? shaper = null, TimeSpan? receiveTimeout = null)
     {
@@ -39,7 +40,9 @@ public sealed class InProcessGroup : IDisposable
     /// </summary>
     public void Fail(int rank, string reason)
     {
-        if (Interlocked.CompareExchange(ref _failedRank, rank, -1) != -1) return;
+        // Only the first failure counts: later ones are its consequences. (-1, the client, is a valid failed rank.)
+        if (Interlocked.Exchange(ref _failing, 1) != 0) return;
+        _failedRank = rank;
         _failure = reason;
         _failed.Cancel();
     }

@@ -94,6 +94,31 @@ public sealed class LinkShaper
         return sidecar.TransferEnd(bandwidth, start, bytes);
     }
 
+    /// <summary>
+    /// Builds the shaper the CLI options describe (--link-bandwidth, --link-latency, --links MATRIXFILE, --sidecar SPEC,
+    /// --sidecar-seed), or null when they ask for no emulation at all.
+    /// </summary>
+    public static LinkShaper? FromOptions(int worldSize, string? bandwidth, string? latency, string? matrixFile, IReadOnlyList<string>? sidecars, int seed = 1)
+    {
+        bool any = !string.IsNullOrWhiteSpace(bandwidth) || !string.IsNullOrWhiteSpace(latency) || !string.IsNullOrWhiteSpace(matrixFile) || sidecars is { Count: > 0 };
+        if (!any) return null;
+        var lat = string.IsNullOrWhiteSpace(latency) ? TimeSpan.Zero : ParseDuration(latency);
+        LinkShaper shaper;
+        if (!string.IsNullOrWhiteSpace(matrixFile))
+        {
+            if (!string.IsNullOrWhiteSpace(bandwidth))
+                throw new RunaheadException("--links and --link-bandwidth both set the bandwidth: give one of them");
+            shaper = LoadMatrix(matrixFile, worldSize, lat);
+        }
+        else
+        {
+            shaper = new LinkShaper(worldSize, string.IsNullOrWhiteSpace(bandwidth) ? double.PositiveInfinity : ParseBandwidth(bandwidth), lat);
+        }
+        if (sidecars != null)
+            foreach (var spec in sidecars) shaper.AddSidecar(spec, seed);
+        return shaper;
+    }
+
     /// <summary>Parses "10GB/s", "500MB/s", "1.5GiB/s", "800Mbit/s", "inf" into bytes per second.</summary>
     public static double ParseBandwidth(string text, string option = "--link-bandwidth")
     {

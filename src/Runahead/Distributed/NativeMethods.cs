@@ -56,6 +56,11 @@ internal static unsafe partial class NativeMethods
         if (FutexSyscall >= 0) Syscall(FutexSyscall, address, FutexWake, int.MaxValue, null, null, 0);
     }
 
+    public const int SigInt = 2;
+
+    /// <summary>kill(2): 0 on success.</summary>
+    public static int SendSignal(int pid, int signal) => Kill(pid, signal);
+
     /// <summary>True unless the process certainly does not exist (a zombie still counts as alive until reaped).</summary>
     public static bool ProcessExists(int pid)
     {

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 
 namespace Runahead.Distributed;
 
-/// <summary>What every rank answered to one job.</summary>
+/// <summary>What every rank answered to one job, by rank (empty on MPI ranks other than 0).</summary>
 public sealed record RankJobResult(IReadOnlyList<byte[]> Replies, TimeSpan Elapsed);
 
 /// <summary>
@@ -31,6 +31,11 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
     private WorkerProcess[] _workers = [];
     private PosixSignalRegistration?[] _signals = [];
 
+    // Mpi transport: this process is one rank; rank 0 is the client
+    private MpiCommunicator? _mpi;
+    private const int ControlTag = CommunicatorBase.MaxTag + 1;
+    private const byte MpiEmit = 1, MpiReply = 2, MpiError = 3;
+
     // InProcess transport
     private InProcessGroup? _group;
     private IRankProgram[] _programs = [];
@@ -51,6 +56,12 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
     /// <summary>Worker process ids by rank (empty for in-process ranks).</summary>
     public IReadOnlyList<int> ProcessIds { get; private set; } = [];
 
+    /// <summary>
+    /// False on MPI ranks other than 0: every process of an MPI job runs the same command and calls
+    /// <see cref="RunJobAsync"/>, but only the client (rank 0) gets the replies and should print results.
+    /// </summary>
+    public bool IsClient => _mpi == null || _mpi.Rank == 0;
+
     /// <summary>The segment's file while workers attach (it is deleted once all have mapped it).</summary>
     public string? SegmentPath => _segment?.FilePath;
 
@@ -70,8 +81,11 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
                 case RankTransport.SharedMemory:
                     await pool.StartWorkersAsync(ct).ConfigureAwait(false);
                     break;
+                case RankTransport.Mpi:
+                    await pool.StartMpiAsync(ct).ConfigureAwait(false);
+                    break;
                 default:
-                    throw new RunaheadException("--transport mpi: ranks are started by mpiexec, not by a rank pool (see docs/MULTI-HOST.md)");
+                    throw new ArgumentOutOfRangeException(nameof(options), $"unknown transport {options.Transport}");
             }
         }
         catch
@@ -98,7 +112,8 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
             var sw = Stopwatch.StartNew();
             try
             {
-                if (_group != null) await RunInProcessJobAsync(job, request, ct).ConfigureAwait(false);
+                if (_mpi != null) await RunMpiJobAsync(job, request, ct).ConfigureAwait(false);
+                else if (_group != null) await RunInProcessJobAsync(job, request, ct).ConfigureAwait(false);
                 else await RunWorkerJobAsync(job, request, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -106,7 +121,8 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
                 Fail(-1, "the client cancelled the job");
                 throw;
             }
-            return new RankJobResult(job.Replies, sw.Elapsed);
+            // MPI ranks other than 0 are not the client: they have no replies to hand out.
+            return new RankJobResult(IsClient ? job.Replies : [], sw.Elapsed);
         }
         finally
         {
@@ -132,6 +148,8 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
         }
         if (_segment != null && _disposed == 0) _segment.Abort(rank, message);
         _group?.Fail(rank, message);
+        // A failed MPI job cannot finalise cleanly; exiting without MPI_Finalize lets mpiexec end the other ranks.
+        _mpi?.MarkBroken();
         _failed.TrySetResult();
         if (_workers.Length > 0) _ = Task.Run(StopWorkersAsync);
     }
@@ -163,11 +181,20 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
             inits[r] = Task.Run(async () =>
             {
                 var sw = Stopwatch.StartNew();
-                await _programs[rank].InitializeAsync(_contexts[rank], ct).ConfigureAwait(false);
+                try
+                {
+                    await _programs[rank].InitializeAsync(_contexts[rank], ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    // Named like a worker process's failure, so callers see one shape whatever the transport.
+                    Fail(e is RankFailedException rf ? rf.FailedRank : rank, e is RankFailedException ? e.Message : $"rank {rank} failed: {e.Message}");
+                }
                 times[rank] = sw.Elapsed;
             }, ct);
         }
         await Task.WhenAll(inits).ConfigureAwait(false);
+        ThrowIfFailed();
         InitializeTimes = times;
     }
 
@@ -196,6 +223,140 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
         await Task.WhenAll(tasks).ConfigureAwait(false);
         ct.ThrowIfCancellationRequested();
         ThrowIfFailed();
+    }
+
+    // ---------------------------------------------------------------- MPI ranks
+
+    private async Task StartMpiAsync(CancellationToken ct)
+    {
+        _mpi = MpiCommunicator.Start(_options.ReceiveTimeout, _options.Links);
+        if (_mpi.WorldSize != WorldSize)
+            throw new RunaheadException($"--ranks {WorldSize}, but mpiexec started {_mpi.WorldSize} processes");
+        int rank = _mpi.Rank;
+        _programs = [(IRankProgram)Activator.CreateInstance(_options.ProgramType)!];
+        _contexts = [new RankContext(_mpi, LaunchSettings(rank), async (message, token) =>
+        {
+            if (rank == 0)
+            {
+                JobState? job;
+                lock (_stateLock) job = _current;
+                job?.OnEmit?.Invoke(0, message);
+                return;
+            }
+            await _mpi.SendReservedAsync(0, ControlTag, Prefixed(MpiEmit, message.Span), token).ConfigureAwait(false);
+        })];
+        var sw = Stopwatch.StartNew();
+        await _programs[0].InitializeAsync(_contexts[0], ct).ConfigureAwait(false);
+        var mine = new[] { (float)sw.Elapsed.TotalSeconds };
+        var all = new float[WorldSize];
+        var counts = new int[WorldSize];
+        Array.Fill(counts, 1);
+        await _mpi.AllGatherAsync(mine, all, counts, ct).ConfigureAwait(false);
+        InitializeTimes = Array.ConvertAll(all, s => TimeSpan.FromSeconds(s));
+    }
+
+    private async Task RunMpiJobAsync(JobState job, ReadOnlyMemory<byte> request, CancellationToken ct)
+    {
+        var mpi = _mpi!;
+        int rank = mpi.Rank;
+        if (rank == 0)
+        {
+            for (int r = 1; r < WorldSize; r++) await mpi.SendReservedAsync(r, ControlTag, request, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            // The client's request wins over our own copy of the command line.
+            using var m = await mpi.ReceiveReservedAsync(0, ControlTag, ct).ConfigureAwait(false);
+            request = m.Bytes.ToArray();
+        }
+        using var jobCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var collector = rank == 0 ? CollectMpiRepliesAsync(job, jobCts) : Task.CompletedTask;
+        try
+        {
+            var reply = await _programs[0].RunJobAsync(_contexts[0], request, jobCts.Token).ConfigureAwait(false);
+            if (rank == 0) job.SetReply(0, reply);
+            else await mpi.SendReservedAsync(0, ControlTag, Prefixed(MpiReply, reply), ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (jobCts.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            // The collector saw another rank's failure and stopped us; it reports that failure below.
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            var (failed, message) = e is RankFailedException rf ? (rf.FailedRank, rf.Message) : (rank, $"rank {rank} failed: {e.Message}");
+            if (rank != 0)
+            {
+                var text = System.Text.Encoding.UTF8.GetBytes(message);
+                var payload = new byte[4 + text.Length];
+                BitConverter.TryWriteBytes(payload, failed);
+                text.CopyTo(payload, 4);
+                await mpi.SendReservedAsync(0, ControlTag, Prefixed(MpiError, payload), CancellationToken.None).ConfigureAwait(false);
+                // Give rank 0 a moment to report it, then end the MPI job: nothing else unblocks the other ranks.
+                await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None).ConfigureAwait(false);
+                mpi.AbortJob(ExitCodeForFailure);
+            }
+            jobCts.Cancel();
+            Fail(failed, message);
+        }
+        if (rank == 0)
+        {
+            try
+            {
+                await collector.ConfigureAwait(false);
+            }
+            catch (RankFailedException e)
+            {
+                Fail(e.FailedRank, e.Message);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+            }
+        }
+        ThrowIfFailed();
+    }
+
+    private const int ExitCodeForFailure = 3;
+
+    /// <summary>On rank 0: streams other ranks' emits to the client and collects their replies or errors.</summary>
+    private async Task CollectMpiRepliesAsync(JobState job, CancellationTokenSource jobCts)
+    {
+        var mpi = _mpi!;
+        var tasks = new List<Task>();
+        for (int r = 1; r < WorldSize; r++)
+        {
+            int source = r;
+            tasks.Add(Task.Run(async () =>
+            {
+                while (true)
+                {
+                    using var m = await mpi.ReceiveReservedAsync(source, ControlTag, jobCts.Token).ConfigureAwait(false);
+                    var body = m.Bytes[1..];
+                    switch (m.Bytes[0])
+                    {
+                        case MpiEmit:
+                            job.OnEmit?.Invoke(source, body.ToArray());
+                            break;
+                        case MpiReply:
+                            job.SetReply(source, body.ToArray());
+                            return;
+                        default:
+                            int failed = BitConverter.ToInt32(body);
+                            var message = System.Text.Encoding.UTF8.GetString(body[4..]);
+                            jobCts.Cancel();
+                            throw new RankFailedException(failed, message);
+                    }
+                }
+            }));
+        }
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    private static byte[] Prefixed(byte kind, ReadOnlySpan<byte> body)
+    {
+        var b = new byte[1 + body.Length];
+        b[0] = kind;
+        body.CopyTo(b.AsSpan(1));
+        return b;
     }
 
     // ---------------------------------------------------------------- worker processes
@@ -390,6 +551,7 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
         }
         _segment?.Dispose();
         foreach (var p in _programs) p?.Dispose();
+        _mpi?.Dispose();
         _group?.Dispose();
         lock (_stateLock) _failure ??= new RankFailedException(-1, "the rank pool was disposed");
         _failed.TrySetResult();

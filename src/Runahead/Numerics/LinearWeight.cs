@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Runahead.Formats;
 
@@ -94,16 +93,17 @@ public sealed class LinearWeight
         if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
         if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
         if (y.Length < (long)tokens * n) throw new ArgumentException($"y holds {y.Length} floats, {tokens}x{n} needed", nameof(y));
+        // fixed (not a raw pointer taken once) keeps the panels reachable until the product is done: nothing else
+        // may reference this weight during the call, and the pinned heap does free unreachable arrays.
         fixed (float* xp = x)
         fixed (float* yp = y)
+        fixed (float* f32 = _f32)
+        fixed (ushort* u16 = _u16)
         {
-            PackedGemm.Run(xp, tokens, k, PanelPointer(), _panelType, n, yp, pool);
+            byte* panels = f32 != null ? (byte*)f32 : (byte*)u16;
+            PackedGemm.Run(xp, tokens, k, panels, _panelType, n, yp, pool);
         }
     }
-
-    private unsafe byte* PanelPointer() => _f32 is not null
-        ? (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_f32))
-        : (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_u16!));
 
     private static bool HasInfOrNaN(ushort[] halves)
     {

@@ -198,7 +198,20 @@ public static class Ops
                 VectorMath.Gelu(v).StoreUnsafe(ref r, (nuint)i);
             }
         }
-        for (; i < x.Length; i++) x[i] = (float)(0.5 * x[i] * (1.0 + Erf(x[i] / Math.Sqrt(2.0))));
+        for (; i < x.Length; i++) x[i] = (float)(0.5 * x[i] * Erfc(-x[i] / Math.Sqrt(2.0)));
+    }
+
+    /// <summary>
+    /// erfc with fractional error &lt; 1.2e-7 everywhere (Numerical Recipes' Chebyshev fit): unlike 1 + erf(x) it keeps
+    /// relative accuracy in the negative tail, where GELU is tiny.
+    /// </summary>
+    private static double Erfc(double x)
+    {
+        double z = Math.Abs(x);
+        double t = 1.0 / (1.0 + 0.5 * z);
+        double r = t * Math.Exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+            t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+        return x >= 0 ? r : 2 - r;
     }
 
     /// <summary>erf with |error| &lt; 1.2e-7 (Numerical Recipes erfc Chebyshev fit).</summary>

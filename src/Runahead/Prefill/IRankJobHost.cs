@@ -9,6 +9,15 @@ public interface IRankJobHost : IDisposable
 {
     int Ranks { get; }
 
-    /// <summary>Runs one job on every rank; <paramref name="onEmit"/> sees streamed messages with the rank that sent them.</summary>
+    /// <summary>
+    /// False in the processes of an MPI job other than rank 0: every process runs the same command and takes part in
+    /// each job, but only the client receives replies and streamed tokens (and should print anything).
+    /// </summary>
+    bool IsClient { get; }
+
+    /// <summary>
+    /// Runs one job on every rank; <paramref name="onEmit"/> sees streamed messages with the rank that sent them.
+    /// Returns every rank's reply on the client (empty elsewhere).
+    /// </summary>
     Task<IReadOnlyList<byte[]>> RunJobAsync(ReadOnlyMemory<byte> request, Action<int, ReadOnlyMemory<byte>> onEmit, CancellationToken ct);
 }

@@ -37,6 +37,8 @@ public sealed class InProcessRankJobHost : IRankJobHost
 
     public int Ranks => _models.Length;
 
+    public bool IsClient => true;
+
     public async Task<IReadOnlyList<byte[]>> RunJobAsync(ReadOnlyMemory<byte> request, Action<int, ReadOnlyMemory<byte>> onEmit, CancellationToken ct)
     {
         var replies = new byte[Ranks][];

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Runahead.Diagnostics;
 using Runahead.Distributed;
 using Runahead.Models;
@@ -14,8 +13,9 @@ namespace Runahead.Prefill;
 /// </summary>
 public sealed class KvRunaheadPrefill : RankPrefill
 {
-    private KvCache? _scratchCache;   // earlier ranks reuse theirs across prompts; only the last rank hands its cache out
-    private float[] _sendBuffer = [];
+    // Earlier ranks keep a layer's K,V in the very message they pass on: K rows [0, S_i), then V rows [0, S_i).
+    // The prefix lands in it, their own rows are computed into it, and it is sent as it is (no copy to a send buffer).
+    private float[] _handoff = [];
 
     public KvRunaheadPrefill(Model model, ICommunicator communicator) : base(model, communicator) { }
 
@@ -26,23 +26,30 @@ public sealed class KvRunaheadPrefill : RankPrefill
         var cfg = Model.Config;
         int start = job.Start, count = job.Count, end = job.End, kvDim = cfg.KvDim;
         int prev = Communicator.PrevRank, next = Communicator.NextRank;
-        var cache = job.IsLast ? new KvCache(cfg, cacheCapacity) : ScratchCache(end);
-        if (next >= 0 && _sendBuffer.Length < 2 * end * kvDim) _sendBuffer = new float[2 * end * kvDim];
         var rec = job.Recorder;
-
         long t = RankRecorder.Now();
+        // The last rank's cache is new for every prompt (decoding continues on it); allocating it is part of the work.
+        var cache = job.IsLast ? new KvCache(cfg, cacheCapacity) : null;
+        if (cache == null && _handoff.Length < 2 * end * kvDim) _handoff = new float[2 * end * kvDim];
+        t = rec.Mark(SpanKind.Compute, -1, t);
+
+        // K and V rows [0, S_i) of layer l: in the cache on the last rank, in the hand-off message elsewhere.
+        Span<float> Keys(int l) => cache != null ? cache.Keys(l, 0, end) : _handoff.AsSpan(0, end * kvDim);
+        Span<float> Values(int l) => cache != null ? cache.Values(l, 0, end) : _handoff.AsSpan(end * kvDim, end * kvDim);
+
         for (int l = 0; l < cfg.Layers; l++)
         {
+            ct.ThrowIfCancellationRequested();
             var layer = Model.Layers[l];
-            // 1. Q,K,V of my tokens at their global positions; my K,V rows go straight into the cache.
-            ComputeQkv(layer, job, cache.Keys(l, start, count), cache.Values(l, start, count));
+            // 1. Q,K,V of my tokens at their global positions, straight into rows [S_{i-1}, S_i).
+            ComputeQkv(layer, job, Keys(l)[(start * kvDim)..], Values(l)[(start * kvDim)..]);
             t = rec.Mark(SpanKind.Compute, l, t);
 
             // 2.-3. K,V of [0, S_{i-1}) from rank i-1, placed in front of my rows (rank 0 has no prefix).
             if (prev >= 0)
             {
                 using var prefix = await Communicator.ReceiveAsync(prev, l, ct).ConfigureAwait(false);
-                ImportPrefix(cache, l, prefix.Data, start, prev);
+                PlacePrefix(prefix.Data, Keys(l)[..(start * kvDim)], Values(l)[..(start * kvDim)], l, prev);
                 t = rec.Mark(SpanKind.WaitKv, l, t);
             }
 
@@ -50,36 +57,29 @@ public sealed class KvRunaheadPrefill : RankPrefill
             var sending = ValueTask.CompletedTask;
             if (next >= 0)
             {
-                cache.Keys(l, 0, end).CopyTo(_sendBuffer);
-                cache.Values(l, 0, end).CopyTo(_sendBuffer.AsSpan(end * kvDim));
-                sending = Communicator.SendAsync(next, l, _sendBuffer.AsMemory(0, 2 * end * kvDim), ct);
+                sending = Communicator.SendAsync(next, l, _handoff.AsMemory(0, 2 * end * kvDim), ct);
                 t = rec.Mark(SpanKind.Send, l, t);
             }
 
             // 5.-6. My queries against keys [0, S_i), lower-right causal mask; output projection, MLP, residuals.
-            Finish(layer, job, cache.Keys(l, 0, end), cache.Values(l, 0, end), end, AttentionMask.PrefixCausal);
+            Finish(layer, job, Keys(l), Values(l), end, AttentionMask.PrefixCausal);
             t = rec.Mark(SpanKind.Compute, l, t);
 
-            // The send buffer is reused by the next layer: make sure the transport is done with it.
+            // The hand-off buffer is rewritten by the next layer: make sure the transport is done with it.
             bool pending = !sending.IsCompleted;
             await sending.ConfigureAwait(false);
             if (pending) t = rec.Mark(SpanKind.Send, l, t);
         }
-        return job.IsLast ? cache : null;
+        return cache;
     }
 
-    private static void ImportPrefix(KvCache cache, int layer, ReadOnlySpan<float> message, int prefixTokens, int source)
+    /// <summary>Splits a received [K rows | V rows] prefix into place, after checking it is the size we expect.</summary>
+    private static void PlacePrefix(ReadOnlySpan<float> message, Span<float> keys, Span<float> values, int layer, int source)
     {
-        int rows = prefixTokens * cache.Config.KvDim;
-        if (message.Length != 2 * rows)
+        if (message.Length != keys.Length + values.Length)
             throw new RankFailedException(source,
-                $"rank {source} sent {message.Length} K,V values for layer {layer}, expected {2 * rows} ({prefixTokens} tokens); do the ranks disagree on the partition?");
-        cache.ImportRange(layer, 0, message[..rows], message[rows..]);
-    }
-
-    private KvCache ScratchCache(int tokens)
-    {
-        if (_scratchCache == null || _scratchCache.Capacity < tokens) _scratchCache = new KvCache(Model.Config, tokens);
-        return _scratchCache;
+                $"rank {source} sent {message.Length} K,V values for layer {layer}, expected {keys.Length + values.Length}; do the ranks disagree on the partition?");
+        message[..keys.Length].CopyTo(keys);
+        message[keys.Length..].CopyTo(values);
     }
 }

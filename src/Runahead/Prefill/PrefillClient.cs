@@ -26,6 +26,9 @@ public sealed class PrefillClient
 
     public int Ranks => _host.Ranks;
 
+    /// <summary>False on MPI ranks other than 0; there <see cref="RunAsync"/> takes part in the job and returns null.</summary>
+    public bool IsClient => _host.IsClient;
+
     /// <summary>Answers --partition searched/predicted; null: those give the "run calibrate" error.</summary>
     public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
 
@@ -41,7 +44,8 @@ public sealed class PrefillClient
     }
 
     /// <param name="onToken">Called with each generated id as it arrives (on the host's thread; keep it short).</param>
-    public async Task<PrefillRun> RunAsync(ReadOnlyMemory<int> promptIds, PrefillStrategyKind strategy, PartitionSpec partitionSpec,
+    /// <returns>The run as the client saw it; null on a process that is not the client (see <see cref="IsClient"/>).</returns>
+    public async Task<PrefillRun?> RunAsync(ReadOnlyMemory<int> promptIds, PrefillStrategyKind strategy, PartitionSpec partitionSpec,
         int maxNewTokens, SamplingOptions? sampling, IReadOnlyList<int>? stopIds, bool returnLogits, Action<int>? onToken, CancellationToken ct)
     {
         if (promptIds.Length == 0) throw new RunaheadException("the prompt is empty: at least one token is needed");
@@ -68,6 +72,7 @@ public sealed class PrefillClient
             lastToken = now;
             onToken?.Invoke(PrefillJobReply.DecodeToken(message.Span));
         }, ct).ConfigureAwait(false);
+        if (!IsClient) return null;
         if (firstToken == 0) throw new RunaheadException($"rank {last} finished the prefill without sending the first token");
 
         var recorders = new RankRecorder[Ranks];

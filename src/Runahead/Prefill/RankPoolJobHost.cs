@@ -28,6 +28,8 @@ public sealed class RankPoolJobHost : IRankJobHost
 
     public int Ranks => _pool.WorldSize;
 
+    public bool IsClient => _pool.IsClient;
+
     /// <summary>Process start and model load of every worker (reported apart from TTFT).</summary>
     public TimeSpan StartupTime => _pool.StartupTime;
 

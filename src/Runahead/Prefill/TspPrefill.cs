@@ -26,11 +26,13 @@ public sealed class TspPrefill : RankPrefill
     protected override async Task<KvCache?> RunLayersAsync(RankJob job, int cacheCapacity, CancellationToken ct)
     {
         var cfg = Model.Config;
-        int start = job.Start, count = job.Count, end = job.End, kvDim = cfg.KvDim;
+        int count = job.Count, end = job.End, kvDim = cfg.KvDim;
         int tokens = job.Partition.Tokens;
+        var rec = job.Recorder;
+        long t = RankRecorder.Now();
         Prepare(job.Partition, kvDim);
         var cache = job.IsLast ? new KvCache(cfg, cacheCapacity) : null;
-        var rec = job.Recorder;
+        t = rec.Mark(SpanKind.Compute, -1, t);
         var mineK = _mineK.AsMemory(0, count * kvDim);
         var mineV = _mineV.AsMemory(0, count * kvDim);
         var allK = _allK.AsMemory(0, tokens * kvDim);
@@ -40,9 +42,9 @@ public sealed class TspPrefill : RankPrefill
         int totalKeys = Attention == TspAttention.DenseThenMask ? tokens : end;
         var mask = Attention == TspAttention.DenseThenMask ? AttentionMask.DenseThenMask : AttentionMask.PrefixCausal;
 
-        long t = RankRecorder.Now();
         for (int l = 0; l < cfg.Layers; l++)
         {
+            ct.ThrowIfCancellationRequested();
             var layer = Model.Layers[l];
             ComputeQkv(layer, job, mineK.Span, mineV.Span);
             t = rec.Mark(SpanKind.Compute, l, t);

@@ -24,8 +24,8 @@ public class ClientTests
         var client = new PrefillClient(host);
         var streamed = new List<int>();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var run = await client.RunAsync(prompt, PrefillStrategyNames.Parse(strategy), PartitionSpec.Even, 6, SamplingOptions.Greedy, null,
-            returnLogits: true, streamed.Add, timeout.Token);
+        var run = (await client.RunAsync(prompt, PrefillStrategyNames.Parse(strategy), PartitionSpec.Even, 6, SamplingOptions.Greedy, null,
+            returnLogits: true, streamed.Add, timeout.Token))!;
 
         PrefillReference.AssertClose(expectedLogits, run.Logits!, strategy);
         Assert.Equal(expectedIds, run.Generated);
@@ -52,7 +52,7 @@ public class ClientTests
         using var host = new InProcessRankJobHost(Enumerable.Range(0, 3).Select(_ => SynthWeightSource.LoadTiny()).ToArray(), links);
         var client = new PrefillClient(host);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var run = await client.RunAsync(prompt, PrefillStrategyNames.Parse(strategy), PartitionSpec.Parse("20,12,8"), 4, null, null, true, null, timeout.Token);
+        var run = (await client.RunAsync(prompt, PrefillStrategyNames.Parse(strategy), PartitionSpec.Parse("20,12,8"), 4, null, null, true, null, timeout.Token))!;
         PrefillReference.AssertClose(expectedLogits, run.Logits!, strategy + " over paced links");
         Assert.Equal(expectedIds, run.Generated);
         Assert.True(run.RankTimings[2].WaitKvMs > 0);
@@ -66,11 +66,25 @@ public class ClientTests
         var client = new PrefillClient(host);
         var prompt = PrefillReference.Prompt(12, 96);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var free = await client.RunAsync(prompt, PrefillStrategyKind.Kvr, PartitionSpec.Even, 5, null, null, false, null, timeout.Token);
+        var free = (await client.RunAsync(prompt, PrefillStrategyKind.Kvr, PartitionSpec.Even, 5, null, null, false, null, timeout.Token))!;
         Assert.Equal(5, free.Generated.Length);
         Assert.Null(free.Logits);
-        var stopped = await client.RunAsync(prompt, PrefillStrategyKind.Kvr, PartitionSpec.Even, 5, null, new[] { free.Generated[1] }, false, null, timeout.Token);
+        var stopped = (await client.RunAsync(prompt, PrefillStrategyKind.Kvr, PartitionSpec.Even, 5, null, new[] { free.Generated[1] }, false, null, timeout.Token))!;
         Assert.Equal(free.Generated[..2], stopped.Generated);
+    }
+
+    [Fact]
+    public async Task Cancellation_stops_a_prefill_promptly()
+    {
+        // One rank never waits on a peer, so this checks the per-layer cancellation point, not the communicator's.
+        using var host = new InProcessRankJobHost(new[] { SynthWeightSource.LoadTiny(SynthWeightSource.TinyLlama(layers: 64, context: 4096)) });
+        var client = new PrefillClient(host);
+        var prompt = PrefillReference.Prompt(4000, 96);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            client.RunAsync(prompt, PrefillStrategyKind.Kvr, PartitionSpec.Even, 1, null, null, false, null, cancel.Token));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"cancellation took {clock.Elapsed}");
     }
 
     [Fact]

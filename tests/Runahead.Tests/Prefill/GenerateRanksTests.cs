@@ -4,6 +4,7 @@ using Runahead.Cli;
 namespace Runahead.Tests.Prefill;
 
 /// <summary>`runahead generate --ranks P --strategy ...`: the same text as one process, JSON with the parallel fields.</summary>
+[Collection(WorkerProcessCollection.Name)]
 public class GenerateRanksTests
 {
     private static (int Rc, string Out, string Err) Run(params string[] args)
@@ -35,9 +36,21 @@ public class GenerateRanksTests
     public void Generate_json_reports_strategy_ranks_partition_and_rank_timings()
     {
         var model = Fixtures.Path("llama2c/stories260K.bin");
+        var trace = Path.Combine(Path.GetTempPath(), $"runahead-generate-trace-{Guid.NewGuid():N}.json");
         var (rc, output, err) = Run("generate", "--model", model, "--prompt-ids", "1,403,407,261,378", "-n", "8", "--temperature", "0",
-            "--ranks", "2", "--json");
+            "--ranks", "2", "--json", "--trace", trace);
         Assert.True(rc == 0, err);
+        try
+        {
+            using var traceDoc = JsonDocument.Parse(File.ReadAllText(trace));
+            var names = traceDoc.RootElement.GetProperty("traceEvents").EnumerateArray().Select(e => e.GetProperty("name").GetString()).ToList();
+            foreach (var layer in Enumerable.Range(0, 5)) Assert.Contains($"compute L{layer}", names);
+            Assert.Contains("wait-kv L4", names);
+        }
+        finally
+        {
+            File.Delete(trace);
+        }
         using var doc = JsonDocument.Parse(output);
         var root = doc.RootElement;
         Assert.Equal("kvr", root.GetProperty("strategy").GetString());

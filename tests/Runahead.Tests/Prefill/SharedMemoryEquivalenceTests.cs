@@ -9,6 +9,7 @@ namespace Runahead.Tests.Prefill;
 /// The equivalence matrix with real worker processes over the shared-memory transport: every strategy and every
 /// P = 1..4 on stories260K with all three partition shapes, and the Falcon MQA fixture; one pool per P serves every job.
 /// </summary>
+[Collection(WorkerProcessCollection.Name)]
 public class SharedMemoryEquivalenceTests
 {
     private const int NewTokens = 6;
@@ -32,7 +33,7 @@ public class SharedMemoryEquivalenceTests
         foreach (var strategy in new[] { PrefillStrategyKind.Tsp, PrefillStrategyKind.TspCausal, PrefillStrategyKind.Kvr })
             foreach (var (name, spec) in PrefillReference.Partitions(prompt.Length, ranks))
             {
-                var run = await client.RunAsync(prompt, strategy, spec, NewTokens, SamplingOptions.Greedy, null, true, null, timeout.Token);
+                var run = (await client.RunAsync(prompt, strategy, spec, NewTokens, SamplingOptions.Greedy, null, true, null, timeout.Token))!;
                 string what = $"{fixture} {strategy.Name()} P={ranks} {name} ({run.Partition}) over shm";
                 PrefillReference.AssertClose(expectedLogits, run.Logits!, what);
                 Assert.True(expectedIds.SequenceEqual(run.Generated), $"{what}: {string.Join(' ', run.Generated)} != {string.Join(' ', expectedIds)}");
@@ -40,7 +41,7 @@ public class SharedMemoryEquivalenceTests
             }
         if (ranks == 1)
         {
-            var single = await client.RunAsync(prompt, PrefillStrategyKind.Single, PartitionSpec.Even, NewTokens, null, null, true, null, timeout.Token);
+            var single = (await client.RunAsync(prompt, PrefillStrategyKind.Single, PartitionSpec.Even, NewTokens, null, null, true, null, timeout.Token))!;
             PrefillReference.AssertClose(expectedLogits, single.Logits!, "single over shm");
             Assert.Equal(expectedIds, single.Generated);
         }
