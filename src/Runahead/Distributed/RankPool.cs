@@ -363,7 +363,7 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
 
     private async Task StartWorkersAsync(CancellationToken ct)
     {
-        _segment = SharedMemorySegment.Create(WorldSize, _options.RingBytes);
+        _segment = SharedMemorySegment.Create(WorldSize, _options.EffectiveRingBytes);
         RegisterCleanupHandlers();
         var (file, prefix) = ResolveWorkerExecutable(_options.WorkerExecutable);
         _workers = new WorkerProcess[WorldSize];

@@ -44,8 +44,22 @@ public sealed class RankPoolOptions
     /// <summary>Longest wait for every worker to start and finish <see cref="IRankProgram.InitializeAsync"/>.</summary>
     public TimeSpan StartupTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
-    /// <summary>Ring buffer per directed link in the shared segment; larger messages travel in fragments (and are copied once more).</summary>
-    public long RingBytes { get; init; } = 16L << 20;
+    /// <summary>
+    /// Ring buffer per directed link in the shared segment (0: automatic, see <see cref="EffectiveRingBytes"/>). A message
+    /// up to half a ring is read in place; larger ones travel in fragments and are copied once more on receipt.
+    /// </summary>
+    public long RingBytes { get; init; }
+
+    /// <summary>Segment memory the automatic ring size aims at, all links together (it is allocated and touched up front).</summary>
+    public const long AutomaticSegmentBudget = 256L << 20;
+
+    /// <summary>
+    /// <see cref="RingBytes"/>, or when 0 the budget shared by the P(P-1) links, between 1 and 64 MiB per ring:
+    /// 64 MiB for 2 ranks, 42 MiB for 3, 21 MiB for 4, 4.5 MiB for 8.
+    /// </summary>
+    public long EffectiveRingBytes => RingBytes > 0
+        ? RingBytes
+        : WorldSize < 2 ? 1L << 20 : Math.Clamp(AutomaticSegmentBudget / ((long)WorldSize * (WorldSize - 1)), 1L << 20, 64L << 20) & ~4095L;
 
     /// <summary>The `runahead` executable for workers (default: this process if it is runahead, else the one beside this assembly).</summary>
     public string? WorkerExecutable { get; init; }
@@ -62,7 +76,7 @@ public sealed class RankPoolOptions
             throw new ArgumentException($"{ProgramType} is not a concrete IRankProgram with a public parameterless constructor", nameof(ProgramType));
         if (Links != null && Links.WorldSize != WorldSize)
             throw new RunaheadException($"--links: the link description covers {Links.WorldSize} ranks, not {WorldSize}");
-        if (RingBytes < 1 << 16) throw new ArgumentOutOfRangeException(nameof(RingBytes), "ring buffers need at least 64 KiB");
+        if (RingBytes != 0 && RingBytes < 1 << 16) throw new ArgumentOutOfRangeException(nameof(RingBytes), "ring buffers need at least 64 KiB");
     }
 }
 

@@ -50,6 +50,19 @@ public class RankPoolTests
         Assert.True(segment == null || !File.Exists(segment));
     }
 
+    [Theory]
+    [InlineData(2, 64L << 20)]
+    [InlineData(3, 44_736_512L)]
+    [InlineData(4, 22_368_256L)]
+    [InlineData(8, 4_792_320L)]
+    [InlineData(32, 1L << 20)]
+    public void AutomaticRingsShareAFixedBudget(int ranks, long ring)
+    {
+        var options = new RankPoolOptions { WorldSize = ranks, ProgramType = typeof(ChainProgram) };
+        Assert.Equal(ring, options.EffectiveRingBytes);
+        Assert.True(ring * ranks * (ranks - 1) <= RankPoolOptions.AutomaticSegmentBudget || ring == 1L << 20);
+    }
+
     [Fact]
     public async Task KillingAWorkerBeforeAJobIsReportedWithItsRank()
     {

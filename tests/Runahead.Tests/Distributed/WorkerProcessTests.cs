@@ -92,6 +92,60 @@ public class WorkerProcessTests
     }
 
     [SkippableFact]
+    public async Task KillingAnMpiRankEndsTheJob()
+    {
+        // With MPI the launcher supervises the ranks: a killed rank must end the whole job quickly, never hang it.
+        var psi = new ProcessStartInfo(Mpiexec()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-n", "3", Runahead(), "worker", "--transport", "mpi", "--program", typeof(ChainProgram).FullName!,
+                     "--program-assembly", typeof(ChainProgram).Assembly.Location, "--request", "stall 1" })
+            psi.ArgumentList.Add(a);
+        using var mpiexec = Process.Start(psi)!;
+        var stalling = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        mpiexec.OutputDataReceived += (_, e) => { if (e.Data?.Contains("[rank 1] stalling") == true) stalling.TrySetResult(); };
+        mpiexec.BeginOutputReadLine();
+        _ = mpiexec.StandardError.ReadToEndAsync();
+        try
+        {
+            await stalling.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            int rank1 = FindMpiRank(mpiexec.Id, 1);
+            Assert.Equal(0, NativeMethods.SendSignal(rank1, 9));
+            var sw = Stopwatch.StartNew();
+            using var cts = new CancellationTokenSource(Bound);
+            await mpiexec.WaitForExitAsync(cts.Token);
+            Assert.NotEqual(0, mpiexec.ExitCode);
+        }
+        finally
+        {
+            if (!mpiexec.HasExited) mpiexec.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>The pid of the `runahead` process that is MPI rank <paramref name="rank"/> below <paramref name="launcher"/>.</summary>
+    private static int FindMpiRank(int launcher, int rank)
+    {
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            try
+            {
+                if (!File.ReadAllText(Path.Combine(dir, "cmdline")).Contains("worker")) continue;
+                if (!File.ReadAllText(Path.Combine(dir, "environ")).Split('\0').Contains($"PMI_RANK={rank}")) continue;
+                for (int p = pid, hops = 0; p > 1 && hops < 10; hops++)
+                {
+                    var stat = File.ReadAllText($"/proc/{p}/stat");
+                    p = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+                    if (p == launcher) return pid;
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+            {
+            }
+        }
+        Assert.Fail($"no MPI rank {rank} below pid {launcher}");
+        return -1;
+    }
+
+    [SkippableFact]
     public async Task OpenMpiPassesTheCommunicatorChecksToo()
     {
         // Optional: Open MPI beside MPICH (Debian: openmpi-bin); its handles are exported globals, not integers.
