@@ -30,7 +30,9 @@ internal sealed unsafe class PackedGemm : IParallelWork
     // MC 128..256 are within noise of each other on Zen 5.
     internal const int KC = 256;
     internal const int MC = 128;
-    private const int MaxNC = 1024;
+    // 512: the MC x NC block of C (256 KiB) stays in L2 across K slices next to the activation block; measured 2-3 %
+    // faster than 1024 at K = 5632 on Zen 5, equal at K = 2048.
+    private const int MaxNC = 512;
     private const int MR = GemmMicroKernels.MR;
     private const int NR = GemmMicroKernels.NR;
 
