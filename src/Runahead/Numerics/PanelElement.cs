@@ -17,8 +17,6 @@ internal interface IPanelElement
 
     /// <summary>Loads 8 elements at <paramref name="p"/> as floats (the Vector256 path).</summary>
     static abstract unsafe Vector256<float> Load8(byte* p);
-
-    static abstract unsafe float LoadScalar(byte* p);
 }
 
 internal readonly struct F32Element : IPanelElement
@@ -35,8 +33,6 @@ internal readonly struct F32Element : IPanelElement
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) => Vector256.Load((float*)p);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => *(float*)p;
 }
 
 /// <summary>bfloat16: the high half of an IEEE float, so widening is a zero-extend and a shift.</summary>
@@ -56,8 +52,6 @@ internal readonly struct Bf16Element : IPanelElement
     public static unsafe Vector256<float> Load8(byte* p) =>
         Vector256.ShiftLeft(Vector256.WidenLower(Vector256.Create(Vector128.Load((ushort*)p), Vector128<ushort>.Zero)), 16).AsSingle();
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => DType.Bf16ToFloat(*(ushort*)p);
 }
 
 /// <summary>
@@ -100,8 +94,6 @@ internal readonly struct F16Element : IPanelElement
         return (Vector256.ConditionalSelect(special, infNan, scaled) | sign).AsSingle();
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => (float)*(Half*)p;
 }
 
 /// <summary>
@@ -128,6 +120,4 @@ internal readonly struct F16FiniteElement : IPanelElement
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) => F16Element.Load8(p);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => (float)*(Half*)p;
 }
