@@ -32,7 +32,6 @@ internal readonly struct F32Element : IPanelElement
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) => Vector256.Load((float*)p);
-
 }
 
 /// <summary>bfloat16: the high half of an IEEE float, so widening is a zero-extend and a shift.</summary>
@@ -51,7 +50,6 @@ internal readonly struct Bf16Element : IPanelElement
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) =>
         Vector256.ShiftLeft(Vector256.WidenLower(Vector256.Create(Vector128.Load((ushort*)p), Vector128<ushort>.Zero)), 16).AsSingle();
-
 }
 
 /// <summary>
@@ -93,7 +91,6 @@ internal readonly struct F16Element : IPanelElement
         var infNan = Vector256.ShiftLeft(em, 13) | Vector256.Create(0x7f800000u);
         return (Vector256.ConditionalSelect(special, infNan, scaled) | sign).AsSingle();
     }
-
 }
 
 /// <summary>
@@ -119,5 +116,4 @@ internal readonly struct F16FiniteElement : IPanelElement
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) => F16Element.Load8(p);
-
 }
