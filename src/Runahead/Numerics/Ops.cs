@@ -65,6 +65,28 @@ public static class Ops
         }
     }
 
+    /// <summary>LayerNorm with the tokens split over <paramref name="pool"/> (bias may be empty).</summary>
+    public static unsafe void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> output,
+        int tokens, int width, float eps, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        CheckRows(x.Length, output.Length, tokens, width);
+        if (weight.Length < width) throw new ArgumentException($"weight holds {weight.Length} floats, {width} needed", nameof(weight));
+        if (!bias.IsEmpty && bias.Length < width) throw new ArgumentException($"bias holds {bias.Length} floats, {width} needed", nameof(bias));
+        if (pool.Threads == 1 || (long)tokens * width < ParallelOps.MinParallelElements || tokens < 2)
+        {
+            LayerNorm(x, weight, bias, output, tokens, width, eps);
+            return;
+        }
+        fixed (float* xp = x)
+        fixed (float* wp = weight)
+        fixed (float* bp = bias)
+        fixed (float* op = output)
+        {
+            ParallelOps.LayerNorm(xp, wp, bias.IsEmpty ? null : bp, op, tokens, width, eps, pool);
+        }
+    }
+
     /// <summary>o[i] = x[i] * scale * w[i] (the reference's rounding order).</summary>
     private static void ScaleMultiply(ReadOnlySpan<float> x, float scale, ReadOnlySpan<float> w, Span<float> o)
     {
@@ -254,6 +276,21 @@ public static class Ops
             }
         }
         for (; i < x.Length; i++) x[i] = (float)(0.5 * x[i] * Erfc(-x[i] / Math.Sqrt(2.0)));
+    }
+
+    /// <summary>GELU with the elements split over <paramref name="pool"/>.</summary>
+    public static unsafe void Gelu(Span<float> x, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        if (pool.Threads == 1 || x.Length < ParallelOps.MinParallelElements)
+        {
+            Gelu(x);
+            return;
+        }
+        fixed (float* p = x)
+        {
+            ParallelOps.Gelu(p, x.Length, pool);
+        }
     }
 
     /// <summary>

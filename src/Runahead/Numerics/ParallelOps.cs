@@ -8,7 +8,7 @@ namespace Runahead.Numerics;
 /// </summary>
 internal sealed unsafe class ParallelOps : IParallelWork
 {
-    private enum Kind { RmsNorm, SwiGlu, Rope }
+    private enum Kind { RmsNorm, LayerNorm, SwiGlu, Gelu, Rope }
 
     // Below this many elements per call the pool's hand-off costs more than it saves.
     internal const int MinParallelElements = 1 << 15;
@@ -16,7 +16,7 @@ internal sealed unsafe class ParallelOps : IParallelWork
     [ThreadStatic] private static ParallelOps? t_instance;
 
     private Kind _kind;
-    private float* _a, _b, _c;
+    private float* _a, _b, _c, _d;
     private int _rows, _width, _rowsPerItem, _heads, _headDim, _startPos;
     private long _length;
     private float _eps, _theta;
@@ -31,12 +31,24 @@ internal sealed unsafe class ParallelOps : IParallelWork
         w.Run(tokens, pool);
     }
 
-    public static void SwiGlu(float* gate, float* up, int length, ComputePool pool)
+    /// <param name="bias">Null for no bias.</param>
+    public static void LayerNorm(float* x, float* weight, float* bias, float* output, int tokens, int width, float eps, ComputePool pool)
+    {
+        var w = Instance;
+        w._kind = Kind.LayerNorm; w._a = x; w._b = weight; w._c = output; w._d = bias; w._width = width; w._eps = eps;
+        w.Run(tokens, pool);
+    }
+
+    public static void SwiGlu(float* gate, float* up, int length, ComputePool pool) => Elementwise(Kind.SwiGlu, gate, up, length, pool);
+
+    public static void Gelu(float* x, int length, ComputePool pool) => Elementwise(Kind.Gelu, x, null, length, pool);
+
+    private static void Elementwise(Kind kind, float* a, float* b, int length, ComputePool pool)
     {
         // Treated as rows of 4096 elements so items split on vector-friendly boundaries.
         const int chunk = 4096;
         var w = Instance;
-        w._kind = Kind.SwiGlu; w._a = gate; w._b = up; w._width = chunk; w._c = null;
+        w._kind = kind; w._a = a; w._b = b; w._width = chunk; w._c = null;
         w._length = length;
         w.Run((length + chunk - 1) / chunk, pool);
     }
@@ -60,7 +72,7 @@ internal sealed unsafe class ParallelOps : IParallelWork
         }
         finally
         {
-            _a = _b = _c = null;
+            _a = _b = _c = _d = null;
         }
     }
 
@@ -74,11 +86,18 @@ internal sealed unsafe class ParallelOps : IParallelWork
                 Ops.RmsNorm(new ReadOnlySpan<float>(_a + (long)r0 * _width, n * _width), new ReadOnlySpan<float>(_b, _width),
                     new Span<float>(_c + (long)r0 * _width, n * _width), n, _width, _eps);
                 break;
+            case Kind.LayerNorm:
+                Ops.LayerNorm(new ReadOnlySpan<float>(_a + (long)r0 * _width, n * _width), new ReadOnlySpan<float>(_b, _width),
+                    _d == null ? ReadOnlySpan<float>.Empty : new ReadOnlySpan<float>(_d, _width),
+                    new Span<float>(_c + (long)r0 * _width, n * _width), n, _width, _eps);
+                break;
             case Kind.SwiGlu:
+            case Kind.Gelu:
             {
                 long start = (long)r0 * _width;
                 int length = (int)Math.Min((long)n * _width, _length - start);
-                Ops.SwiGlu(new Span<float>(_a + start, length), new ReadOnlySpan<float>(_b + start, length));
+                if (_kind == Kind.SwiGlu) Ops.SwiGlu(new Span<float>(_a + start, length), new ReadOnlySpan<float>(_b + start, length));
+                else Ops.Gelu(new Span<float>(_a + start, length));
                 break;
             }
             case Kind.Rope:

@@ -139,6 +139,17 @@ public class OpsTests
             Ops.SwiGlu(serial, up);
             Ops.SwiGlu(parallel, up, pool);
             Assert.Equal(serial, parallel);
+
+            Ops.Gelu(serial);
+            Ops.Gelu(parallel, pool);
+            Assert.Equal(serial, parallel);
+
+            foreach (var bias in new[] { TestData.Floats(width, 3), [] })
+            {
+                Ops.LayerNorm(x, w, bias, serial, tokens, width, 1e-5f);
+                Ops.LayerNorm(x, w, bias, parallel, tokens, width, 1e-5f, pool);
+                Assert.Equal(serial, parallel);
+            }
         }
     }
 
