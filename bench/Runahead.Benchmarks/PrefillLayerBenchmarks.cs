@@ -64,12 +64,12 @@ public class PrefillLayerBenchmarks
     public void Elementwise()
     {
         int t = Tokens;
-        Ops.RmsNorm(_x, _nw, _norm, t, Dim, 1e-5f);
-        Ops.Rope(_q, t, Heads, HeadDim, 0, 10000f, RopeStyle.Interleaved);
-        Ops.Rope(_k, t, KvHeads, HeadDim, 0, 10000f, RopeStyle.Interleaved);
+        Ops.RmsNorm(_x, _nw, _norm, t, Dim, 1e-5f, _pool);
+        Ops.Rope(_q, t, Heads, HeadDim, 0, 10000f, RopeStyle.Interleaved, _pool);
+        Ops.Rope(_k, t, KvHeads, HeadDim, 0, 10000f, RopeStyle.Interleaved, _pool);
         System.Numerics.Tensors.TensorPrimitives.Add(_x, _o, _x);
-        Ops.RmsNorm(_x, _nw, _norm, t, Dim, 1e-5f);
-        Ops.SwiGlu(_g, _u);
+        Ops.RmsNorm(_x, _nw, _norm, t, Dim, 1e-5f, _pool);
+        Ops.SwiGlu(_g, _u, _pool);
         System.Numerics.Tensors.TensorPrimitives.Add(_x, _d, _x);
     }
 }

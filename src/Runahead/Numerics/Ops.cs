@@ -27,6 +27,25 @@ public static class Ops
         }
     }
 
+    /// <summary>RMSNorm with the tokens split over <paramref name="pool"/> (worth it from ~32K elements).</summary>
+    public static unsafe void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> output, int tokens, int width, float eps, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        CheckRows(x.Length, output.Length, tokens, width);
+        if (weight.Length < width) throw new ArgumentException($"weight holds {weight.Length} floats, {width} needed", nameof(weight));
+        if (pool.Threads == 1 || (long)tokens * width < ParallelOps.MinParallelElements || tokens < 2)
+        {
+            RmsNorm(x, weight, output, tokens, width, eps);
+            return;
+        }
+        fixed (float* xp = x)
+        fixed (float* wp = weight)
+        fixed (float* op = output)
+        {
+            ParallelOps.RmsNorm(xp, wp, op, tokens, width, eps, pool);
+        }
+    }
+
     /// <summary>out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias (bias may be empty).</summary>
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> output, int tokens, int width, float eps)
     {
@@ -43,6 +62,28 @@ public static class Ops
             float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(o) / width + eps);
             ScaleMultiply(o, inv, weight[..width], o);
             if (!bias.IsEmpty) TensorPrimitives.Add(o, bias[..width], o);
+        }
+    }
+
+    /// <summary>LayerNorm with the tokens split over <paramref name="pool"/> (bias may be empty).</summary>
+    public static unsafe void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> output,
+        int tokens, int width, float eps, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        CheckRows(x.Length, output.Length, tokens, width);
+        if (weight.Length < width) throw new ArgumentException($"weight holds {weight.Length} floats, {width} needed", nameof(weight));
+        if (!bias.IsEmpty && bias.Length < width) throw new ArgumentException($"bias holds {bias.Length} floats, {width} needed", nameof(bias));
+        if (pool.Threads == 1 || (long)tokens * width < ParallelOps.MinParallelElements || tokens < 2)
+        {
+            LayerNorm(x, weight, bias, output, tokens, width, eps);
+            return;
+        }
+        fixed (float* xp = x)
+        fixed (float* wp = weight)
+        fixed (float* bp = bias)
+        fixed (float* op = output)
+        {
+            ParallelOps.LayerNorm(xp, wp, bias.IsEmpty ? null : bp, op, tokens, width, eps, pool);
         }
     }
 
@@ -67,7 +108,8 @@ public static class Ops
     public static void Rope(Span<float> x, int tokens, int heads, int headDim, int startPos, float theta, RopeStyle style)
     {
         if (headDim < 2 || headDim % 2 != 0) throw new ArgumentException($"RoPE needs an even head size, got {headDim}", nameof(headDim));
-        if (startPos < 0) throw new ArgumentOutOfRangeException(nameof(startPos), $"position {startPos} is negative");
+        if (startPos < 0 || (long)startPos + tokens > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions [{startPos}, {(long)startPos + tokens}) are out of range");
         if (x.Length < (long)tokens * heads * headDim) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{heads}x{headDim} needed", nameof(x));
         int half = headDim / 2;
         var table = RopeTable.For(theta, headDim);
@@ -91,6 +133,24 @@ public static class Ops
             }
         }
         if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+    }
+
+    /// <summary>RoPE with the tokens split over <paramref name="pool"/>.</summary>
+    public static unsafe void Rope(Span<float> x, int tokens, int heads, int headDim, int startPos, float theta, RopeStyle style, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        if (pool.Threads == 1 || (long)tokens * heads * headDim < ParallelOps.MinParallelElements || tokens < 2)
+        {
+            Rope(x, tokens, heads, headDim, startPos, theta, style);
+            return;
+        }
+        if (headDim < 2 || headDim % 2 != 0) throw new ArgumentException($"RoPE needs an even head size, got {headDim}", nameof(headDim));
+        if (startPos < 0 || (long)startPos + tokens > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(startPos), $"positions [{startPos}, {(long)startPos + tokens}) are out of range");
+        if (x.Length < (long)tokens * heads * headDim) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{heads}x{headDim} needed", nameof(x));
+        fixed (float* xp = x)
+        {
+            ParallelOps.Rope(xp, tokens, heads, headDim, startPos, theta, style, pool);
+        }
     }
 
     private static void RotateHalves(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
@@ -169,6 +229,23 @@ public static class Ops
         }
     }
 
+    /// <summary>SwiGLU with the elements split over <paramref name="pool"/>.</summary>
+    public static unsafe void SwiGlu(Span<float> gate, ReadOnlySpan<float> up, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        if (pool.Threads == 1 || gate.Length < ParallelOps.MinParallelElements)
+        {
+            SwiGlu(gate, up);
+            return;
+        }
+        if (up.Length < gate.Length) throw new ArgumentException($"up holds {up.Length} floats, {gate.Length} needed", nameof(up));
+        fixed (float* g = gate)
+        fixed (float* u = up)
+        {
+            ParallelOps.SwiGlu(g, u, gate.Length, pool);
+        }
+    }
+
     /// <summary>x[i] = silu(x[i]) = x / (1 + e^-x).</summary>
     public static void Silu(Span<float> x)
     {
@@ -199,6 +276,21 @@ public static class Ops
             }
         }
         for (; i < x.Length; i++) x[i] = (float)(0.5 * x[i] * Erfc(-x[i] / Math.Sqrt(2.0)));
+    }
+
+    /// <summary>GELU with the elements split over <paramref name="pool"/>.</summary>
+    public static unsafe void Gelu(Span<float> x, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        if (pool.Threads == 1 || x.Length < ParallelOps.MinParallelElements)
+        {
+            Gelu(x);
+            return;
+        }
+        fixed (float* p = x)
+        {
+            ParallelOps.Gelu(p, x.Length, pool);
+        }
     }
 
     /// <summary>

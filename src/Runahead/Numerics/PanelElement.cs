@@ -17,8 +17,6 @@ internal interface IPanelElement
 
     /// <summary>Loads 8 elements at <paramref name="p"/> as floats (the Vector256 path).</summary>
     static abstract unsafe Vector256<float> Load8(byte* p);
-
-    static abstract unsafe float LoadScalar(byte* p);
 }
 
 internal readonly struct F32Element : IPanelElement
@@ -34,9 +32,6 @@ internal readonly struct F32Element : IPanelElement
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) => Vector256.Load((float*)p);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => *(float*)p;
 }
 
 /// <summary>bfloat16: the high half of an IEEE float, so widening is a zero-extend and a shift.</summary>
@@ -55,9 +50,6 @@ internal readonly struct Bf16Element : IPanelElement
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) =>
         Vector256.ShiftLeft(Vector256.WidenLower(Vector256.Create(Vector128.Load((ushort*)p), Vector128<ushort>.Zero)), 16).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => DType.Bf16ToFloat(*(ushort*)p);
 }
 
 /// <summary>
@@ -99,9 +91,6 @@ internal readonly struct F16Element : IPanelElement
         var infNan = Vector256.ShiftLeft(em, 13) | Vector256.Create(0x7f800000u);
         return (Vector256.ConditionalSelect(special, infNan, scaled) | sign).AsSingle();
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => (float)*(Half*)p;
 }
 
 /// <summary>
@@ -127,7 +116,4 @@ internal readonly struct F16FiniteElement : IPanelElement
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> Load8(byte* p) => F16Element.Load8(p);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float LoadScalar(byte* p) => (float)*(Half*)p;
 }

@@ -12,6 +12,7 @@ public class GemmTests
         [
             (1, 1, 32), (1, 33, 64), (2, 65, 96), (3, 31, 32), (4, 129, 160), (5, 7, 32),
             (7, 33, 288), (9, 100, 320), (17, 1, 64), (31, 64, 32), (33, 95, 544), (65, 129, 96), (150, 70, 608),
+            (300, 70, 320), // several M blocks
         ];
         foreach (var type in new[] { TensorType.F32, TensorType.F16, TensorType.BF16, TensorType.Q8_0 })
             foreach (var (m, n, k) in shapes)

@@ -114,6 +114,45 @@ public class OpsTests
         TestData.AssertClose(expected, actual, ReadOnlySpan<float>.Empty, 1e-5f, 1e-9f);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void PoolOverloadsGiveIdenticalResults(int threads)
+    {
+        using var pool = new ComputePool(threads);
+        foreach (var (tokens, width) in new[] { (1, 64), (37, 1024), (130, 2048) })
+        {
+            var x = TestData.Floats(tokens * width, tokens, 3f);
+            var w = TestData.Floats(width, 1);
+            var serial = new float[x.Length];
+            var parallel = new float[x.Length];
+            Ops.RmsNorm(x, w, serial, tokens, width, 1e-5f);
+            Ops.RmsNorm(x, w, parallel, tokens, width, 1e-5f, pool);
+            Assert.Equal(serial, parallel);
+
+            Ops.Rope(serial, tokens, width / 64, 64, 5, 10000f, RopeStyle.NeoX);
+            Ops.Rope(parallel, tokens, width / 64, 64, 5, 10000f, RopeStyle.NeoX, pool);
+            Assert.Equal(serial, parallel);
+
+            var up = TestData.Floats(x.Length, 2);
+            Ops.SwiGlu(serial, up);
+            Ops.SwiGlu(parallel, up, pool);
+            Assert.Equal(serial, parallel);
+
+            Ops.Gelu(serial);
+            Ops.Gelu(parallel, pool);
+            Assert.Equal(serial, parallel);
+
+            foreach (var bias in new[] { TestData.Floats(width, 3), [] })
+            {
+                Ops.LayerNorm(x, w, bias, serial, tokens, width, 1e-5f);
+                Ops.LayerNorm(x, w, bias, parallel, tokens, width, 1e-5f, pool);
+                Assert.Equal(serial, parallel);
+            }
+        }
+    }
+
     /// <summary>erfc by its continued fraction (large z) or series (small z), in double: an independent oracle.</summary>
     private static double ErfcHighPrecision(double z)
     {
