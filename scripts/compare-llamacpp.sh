@@ -36,6 +36,7 @@ parser.add_argument("--cache", default=os.path.join(os.environ.get("XDG_CACHE_HO
                     help="folder for the synthesized GGUFs (reused when present)")
 parser.add_argument("--seed", type=int, default=1, help="seed of the synthesized weights")
 parser.add_argument("--json", action="store_true", help="print one JSON object instead of markdown")
+parser.add_argument("--json-out", help="also write the JSON object to this file")
 args = parser.parse_args()
 
 def log(msg):
@@ -255,6 +256,8 @@ report = {"command": "scripts/compare-llamacpp.sh " + " ".join(sys.argv[1:]), "d
           "llama_wait_policy": args.llama_wait_policy, "threads": args.threads, "repeats": args.repeats, "rounds": args.rounds, "seed": args.seed,
           "results": results, "bf16_vs_f32": bf16_vs_f32, "attention": attention, "targets": targets}
 
+if args.json_out:
+    with open(args.json_out, "w") as f: json.dump(report, f, indent=2)
 if args.json:
     print(json.dumps(report, indent=2))
     sys.exit(0)
