@@ -1,4 +1,5 @@
 using Runahead.Formats;
+using Runahead.Formats.Gguf;
 using Runahead.Numerics;
 
 namespace Runahead.Models;
@@ -42,7 +43,19 @@ internal sealed class WeightReader
         var info = Require(name, outFeatures, inFeatures);
         if (info.Type == TensorType.Q8_0 && inFeatures % TensorTypeInfo.BlockSize(TensorType.Q8_0) != 0)
             throw new InvalidModelFileException(Path, $"tensor '{name}': Q8_0 rows of {inFeatures} are not whole blocks");
-        return LinearWeight.FromStored(_source.GetTensorBytes(info), info.Type, outFeatures, inFeatures);
+        var weight = LinearWeight.FromStored(_source.GetTensorBytes(info), info.Type, outFeatures, inFeatures);
+        ReleaseMappedPages(info);
+        return weight;
+    }
+
+    /// <summary>
+    /// The packed weight is all the forward pass reads, so the file pages it came from can leave the resident set
+    /// (peak memory then stays near the packed weights instead of twice that). Only GGUF sources are known to hand out
+    /// file-backed mapped bytes; other sources may return heap buffers, which must not be released.
+    /// </summary>
+    private unsafe void ReleaseMappedPages(TensorInfo info)
+    {
+        if (_source is GgufWeightSource) MappedPages.Release(_source.GetTensorPointer(info), info.ByteSize);
     }
 
     /// <summary>A linear layer "prefix.weight" with its optional "prefix.bias".</summary>
