@@ -35,6 +35,12 @@ public sealed class GenerationStats
     /// <summary>Per-rank timings reported by the prefill strategy.</summary>
     public IReadOnlyList<RankTiming> RankTimings { get; internal set; } = [];
 
+    /// <summary>The parallel run as its client saw it (strategy, partition, per-rank timeline); null for single-process generation.</summary>
+    public Prefill.PrefillRun? Parallel { get; internal set; }
+
+    /// <summary>Rank start, model load and warm-up paid inside this generation (ranks restarted after a cancelled job); not part of the TTFT.</summary>
+    public TimeSpan RankStartup { get; internal set; }
+
     /// <summary>Prompt tokens per second of prefill (prompt tokens / time to first token).</summary>
     public double PromptTokensPerSecond => TimeToFirstToken > TimeSpan.Zero ? PromptTokens / TimeToFirstToken.TotalSeconds : 0;
 
