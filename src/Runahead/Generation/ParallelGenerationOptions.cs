@@ -33,6 +33,12 @@ public sealed record ParallelGenerationOptions
     /// </summary>
     public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
 
+    /// <summary>
+    /// The `runahead` executable (apphost or runahead.dll) worker processes run; null: this process when it is
+    /// runahead, else the one beside the application (referencing the Runahead.Cli project puts it there).
+    /// </summary>
+    public string? WorkerExecutable { get; init; }
+
     /// <summary>Where worker processes' own output goes (null: discarded).</summary>
     public TextWriter? WorkerLog { get; init; }
 
