@@ -224,16 +224,21 @@ public sealed class Generator
             if (!finished)
             {
                 // Cancelled, failed, or the caller stopped enumerating: stop the ranks rather than let them decode on.
+                bool wasRunning = !run.IsCompleted;
                 job.Cancel();
+                Exception? error = null;
                 try
                 {
                     await run.ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is OperationCanceledException or RunaheadException)
                 {
-                    // The job's own outcome was already reported (or the caller left); what matters is that it ended.
+                    // Already on its way to the caller (or the caller left); here it only tells whether the ranks broke.
+                    error = e;
                 }
-                ranks.Discard(client);
+                // A job cancelled mid-run, or a failed rank, leaves the ranks unusable; an error found before the job
+                // reached them (a partition that does not fit, say) does not.
+                if (wasRunning || error is OperationCanceledException or Distributed.RankFailedException) ranks.Discard(client);
             }
         }
         var rest = streamer?.Flush();

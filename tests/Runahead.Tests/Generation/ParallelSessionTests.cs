@@ -115,6 +115,26 @@ public class ParallelSessionTests
         Assert.Contains("context length", e.Message);
     }
 
+    [SkippableFact]
+    public async Task An_error_found_before_the_job_keeps_the_ranks()
+    {
+        var path = Fixtures.Path("gguf/stories260K.gguf");
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var session = await LlmSession.LoadAsync(path, new LlmSessionOptions
+        {
+            Parallel = new ParallelGenerationOptions
+            {
+                Ranks = 2, Transport = RankTransport.SharedMemory, ThreadsPerRank = 1, Partition = PartitionSpec.Parse("4,4"),
+            },
+        }, timeout.Token);
+        var e = await Assert.ThrowsAsync<RunaheadException>(() => IdsAsync(session, "Once upon a time", Greedy, timeout.Token));
+        Assert.Contains("sum to 8 but the prompt has 5 tokens", e.Message);
+        var ids = new List<int>();
+        await foreach (var t in session.GenerateAsync(new[] { 1, 403, 407, 261, 378, 432, 383, 286 }, Greedy, timeout.Token)) ids.Add(t.Id);
+        Assert.NotEmpty(ids);
+        Assert.Equal(1, session.Ranks!.Starts);
+    }
+
     [Fact]
     public void Parallel_options_are_checked_before_anything_starts()
     {
