@@ -53,7 +53,24 @@ public static class GenerateCommand
                         Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK), TopP = parse.GetValue(topP),
                         RepeatPenalty = parse.GetValue(repeatPenalty), Seed = parse.GetValue(seed),
                     });
-                return await RunAsync(request, parallel.Read(parse), stdout, stderr, ct).ConfigureAwait(false);
+                // Ctrl+C cancels the generation (the ranks stop decoding and are torn down) and exits 130; a second one
+                // terminates at once.
+                using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                ConsoleCancelEventHandler onInterrupt = (_, e) =>
+                {
+                    if (interrupt.IsCancellationRequested) return;
+                    e.Cancel = true;
+                    interrupt.Cancel();
+                };
+                Console.CancelKeyPress += onInterrupt;
+                try
+                {
+                    return await RunAsync(request, parallel.Read(parse), stdout, stderr, interrupt.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Console.CancelKeyPress -= onInterrupt;
+                }
             }
             catch (RunaheadException e)
             {
