@@ -18,7 +18,10 @@ public sealed class GenerationStats
     public int PromptTokens => PromptIds.Length;
     public int GeneratedTokens => GeneratedIds.Count;
 
-    /// <summary>Time to first token: from the prompt ids handed in to the first generated id known (prefill + one sample).</summary>
+    /// <summary>
+    /// Time to first token: from the prompt ids handed in to the first generated id known (prefill + one sample). Over
+    /// ranks: from the job handed to the ranks (after the partition is planned) to the first id arriving here.
+    /// </summary>
     public TimeSpan TimeToFirstToken { get; internal set; }
 
     /// <summary>Time spent in the prefill strategy.</summary>

@@ -212,6 +212,9 @@ public sealed class Generator
             if (result != null)
             {
                 stats.Parallel = result;
+                // The client's own clock starts when the job goes to the ranks, after the partition is planned (a KVR-S
+                // search is planning, as in the paper, not prefill), as bench ttft measures it.
+                stats.TimeToFirstToken = stats.PrefillTime = TimeSpan.FromMilliseconds(result.TtftMs);
                 stats.RankTimings = ToRankTimings(result);
                 stats.DecodeTime = TimeSpan.FromMilliseconds(result.DecodeMs);
                 stats.DecodeSteps = Math.Max(0, result.Generated.Length - 1);
