@@ -20,10 +20,14 @@ public sealed class Model : IDisposable
     private readonly bool _ownsPool;
     private readonly bool _ownsSource;
     private readonly bool _releaseEmbeddingPages;
+    private readonly MappedPanels? _sharedPanels;
 
     public ModelConfig Config { get; }
     public ComputePool Pool { get; }
     public IReadOnlyList<DecoderLayer> Layers => _layers;
+
+    /// <summary>What <see cref="ModelLoadOptions.SharedWeights"/> did; null when it was off.</summary>
+    public SharedWeightsStatus? SharedWeights { get; }
 
     /// <summary>Default chunk size of workspaces made by callers that do not choose one.</summary>
     public int MaxChunkTokens { get; }
@@ -33,8 +37,11 @@ public sealed class Model : IDisposable
     public string FormatName => _source.FormatName;
 
     private Model(IWeightSource source, ModelConfig config, ComputePool pool, bool ownsPool, bool ownsSource, int maxChunk,
-        TensorInfo embedding, NormWeights outputNorm, Linear lmHead, DecoderLayer[] layers)
+        TensorInfo embedding, NormWeights outputNorm, Linear lmHead, DecoderLayer[] layers, MappedPanels? sharedPanels,
+        SharedWeightsStatus? sharedWeights)
     {
+        _sharedPanels = sharedPanels;
+        SharedWeights = sharedWeights;
         _source = source;
         Config = config;
         Pool = pool;
@@ -71,21 +78,38 @@ public sealed class Model : IDisposable
         bool falcon = config.Architecture == ModelArchitecture.Falcon;
         var outputNorm = new NormWeights(reader.Vector("output_norm.weight", config.Dim),
             reader.OptionalVector("output_norm.bias", config.Dim), falcon, config.NormEps);
-        // Tied embeddings: the file has no output.weight and the LM head is the embedding matrix.
-        var lmHead = reader.Has("output.weight")
-            ? reader.Linear("output", config.VocabSize, config.Dim)
-            : new Linear(reader.Matrix("token_embd.weight", config.VocabSize, config.Dim), null);
-
         var pool = options.Pool ?? new ComputePool(Math.Max(1, options.Threads));
+        MappedPanels? shared = null;
         try
         {
-            var layers = new DecoderLayer[config.Layers];
-            for (int l = 0; l < layers.Length; l++) layers[l] = DecoderLayer.Load(l, config, reader, pool);
+            (Linear LmHead, DecoderLayer[] Layers) Prepare(WeightReader r)
+            {
+                // Tied embeddings: the file has no output.weight and the LM head is the embedding matrix.
+                var head = r.Has("output.weight")
+                    ? r.Linear("output", config.VocabSize, config.Dim)
+                    : new Linear(r.Matrix("token_embd.weight", config.VocabSize, config.Dim), null);
+                var decoderLayers = new DecoderLayer[config.Layers];
+                for (int l = 0; l < decoderLayers.Length; l++) decoderLayers[l] = DecoderLayer.Load(l, config, r, pool);
+                return (head, decoderLayers);
+            }
+
+            (Linear LmHead, DecoderLayer[] Layers) prepared;
+            SharedWeightsStatus? status = null;
+            if (options.SharedWeights)
+            {
+                var outcome = PackedWeightCache.Load(source, options.SharedWeightsFolder ?? PackedWeightCache.DefaultFolder(),
+                    options.SharedWeightsLockTimeout, Prepare);
+                prepared = outcome.Value;
+                shared = outcome.Mapping;
+                status = outcome.Status;
+            }
+            else prepared = Prepare(reader);
             return new Model(source, config, pool, options.Pool == null, options.DisposeSource, options.MaxChunkTokens,
-                embedding, outputNorm, lmHead, layers);
+                embedding, outputNorm, prepared.LmHead, prepared.Layers, shared, status);
         }
         catch
         {
+            shared?.Dispose();
             if (options.Pool == null) pool.Dispose();
             throw;
         }
@@ -218,6 +242,7 @@ public sealed class Model : IDisposable
     public void Dispose()
     {
         if (_ownsPool) Pool.Dispose();
+        _sharedPanels?.Dispose();
         if (_ownsSource) _source.Dispose();
     }
 }

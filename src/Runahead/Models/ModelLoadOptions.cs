@@ -25,4 +25,19 @@ public sealed record ModelLoadOptions
 
     /// <summary>Whether disposing the model also disposes the weight source (it reads embedding rows from it).</summary>
     public bool DisposeSource { get; init; } = true;
+
+    /// <summary>
+    /// Runs the linear weights from a packed-weight cache file (<see cref="PackedWeightCache"/>) mapped read-only, so
+    /// processes loading the same model on one host share one copy of the packed panels through the page cache. The
+    /// first load packs and writes the file (under a lock, so concurrent loads build it once); later loads map it.
+    /// Off by default for a single process, which shares with nobody and would only gain a cache file as big as the
+    /// packed weights; the prefill rank workers turn it on (see <see cref="Prefill.PrefillRankProgram"/>).
+    /// </summary>
+    public bool SharedWeights { get; init; }
+
+    /// <summary>Folder of the packed-weight cache files; null: <see cref="PackedWeightCache.DefaultFolder"/>.</summary>
+    public string? SharedWeightsFolder { get; init; }
+
+    /// <summary>How long a load waits for another process building the same cache before packing privately.</summary>
+    public TimeSpan SharedWeightsLockTimeout { get; init; } = TimeSpan.FromMinutes(10);
 }

@@ -8,8 +8,15 @@ namespace Runahead.Models;
 internal sealed class WeightReader
 {
     private readonly IWeightSource _source;
+    // At most one: weights come from a validated cache mapping, or are packed and appended to a cache being built.
+    private readonly PackedWeightTable? _cached;
+    private readonly PackedWeightWriter? _writer;
 
     public WeightReader(IWeightSource source) => _source = source;
+
+    public WeightReader(IWeightSource source, PackedWeightTable cached) : this(source) => _cached = cached;
+
+    public WeightReader(IWeightSource source, PackedWeightWriter writer) : this(source) => _writer = writer;
 
     public string Path => _source.SourcePath;
 
@@ -43,9 +50,11 @@ internal sealed class WeightReader
         var info = Require(name, outFeatures, inFeatures);
         if (info.Type == TensorType.Q8_0 && inFeatures % TensorTypeInfo.BlockSize(TensorType.Q8_0) != 0)
             throw new InvalidModelFileException(Path, $"tensor '{name}': Q8_0 rows of {inFeatures} are not whole blocks");
+        // A mapped weight never touches the source's bytes, so they are not even paged in.
+        if (_cached is not null) return _cached.Get(name, info.Type, outFeatures, inFeatures);
         var weight = LinearWeight.FromStored(_source.GetTensorBytes(info), info.Type, outFeatures, inFeatures);
         ReleaseMappedPages(info);
-        return weight;
+        return _writer is null ? weight : _writer.Append(name, weight);
     }
 
     /// <summary>

@@ -7,6 +7,8 @@ namespace Runahead.Numerics;
 /// The weight of a linear layer, W [out, in] as model files store it, packed once at load for Y = X W^T into panels
 /// of 32 output features ([panel][in][32], see <see cref="PackedGemm"/>). F32 and Q8_0 (dequantised while packing)
 /// become F32 panels; F16 and BF16 stay 16-bit (half the memory traffic) and are widened inside the GEMM.
+/// The panels live either in this object's pinned arrays or in a read-only mapping of a packed-weight cache file
+/// (<see cref="Runahead.Models.PackedWeightCache"/>) that several processes share.
 /// </summary>
 public sealed class LinearWeight
 {
@@ -16,13 +18,25 @@ public sealed class LinearWeight
     private readonly float[]? _f32;
     private readonly ushort[]? _u16;
     private readonly PanelType _panelType;
+    // Shared panels: bytes [_mappedOffset, +MemoryBytes) of a cache file mapping the model owns and outlives us.
+    private readonly MappedPanels? _mapped;
+    private readonly long _mappedOffset;
 
     public int OutFeatures { get; }
     public int InFeatures { get; }
     public TensorType StoredType { get; }
 
     /// <summary>Bytes held by the packed panels (what this weight costs in memory).</summary>
-    public long MemoryBytes => _f32 is not null ? (long)_f32.Length * 4 : (long)_u16!.Length * 2;
+    public long MemoryBytes { get; }
+
+    /// <summary>Whether the panels are in a shared read-only mapping (a packed-weight cache) rather than private arrays.</summary>
+    public bool IsMapped => _mapped is not null;
+
+    internal PanelType PanelType => _panelType;
+
+    /// <summary>The private panels' bytes (what a packed-weight cache stores); empty for a mapped weight.</summary>
+    internal ReadOnlySpan<byte> PrivatePanelBytes =>
+        _f32 is not null ? MemoryMarshal.AsBytes(_f32.AsSpan()) : _u16 is not null ? MemoryMarshal.AsBytes(_u16.AsSpan()) : default;
 
     private LinearWeight(float[]? f32, ushort[]? u16, PanelType panelType, int outFeatures, int inFeatures, TensorType type)
     {
@@ -32,7 +46,36 @@ public sealed class LinearWeight
         OutFeatures = outFeatures;
         InFeatures = inFeatures;
         StoredType = type;
+        MemoryBytes = f32 is not null ? (long)f32.Length * 4 : (long)u16!.Length * 2;
     }
+
+    private LinearWeight(MappedPanels mapped, long offset, PanelType panelType, int outFeatures, int inFeatures, TensorType type)
+    {
+        _mapped = mapped;
+        _mappedOffset = offset;
+        _panelType = panelType;
+        OutFeatures = outFeatures;
+        InFeatures = inFeatures;
+        StoredType = type;
+        MemoryBytes = PackedBytes(panelType, outFeatures, inFeatures);
+    }
+
+    /// <summary>
+    /// A weight whose panels are the <see cref="PackedBytes"/> bytes at <paramref name="offset"/> (64-byte aligned) of
+    /// <paramref name="mapped"/>, laid out exactly as <see cref="FromStored"/> packs them.
+    /// </summary>
+    internal static LinearWeight FromMapped(MappedPanels mapped, long offset, PanelType panelType, int outFeatures, int inFeatures, TensorType type)
+    {
+        ArgumentNullException.ThrowIfNull(mapped);
+        if (outFeatures < 0 || inFeatures < 0)
+            throw new ArgumentOutOfRangeException(nameof(outFeatures), $"weight shape [{outFeatures}, {inFeatures}] is negative");
+        if (offset < 0 || offset % 64 != 0) throw new ArgumentOutOfRangeException(nameof(offset), $"panel offset {offset} is not 64-byte aligned");
+        return new LinearWeight(mapped, offset, panelType, outFeatures, inFeatures, type);
+    }
+
+    /// <summary>Bytes the panels of a [outFeatures, inFeatures] weight take as <paramref name="panelType"/>.</summary>
+    internal static long PackedBytes(PanelType panelType, int outFeatures, int inFeatures) =>
+        PackedLength(outFeatures, inFeatures) * (panelType == PanelType.F32 ? 4 : 2);
 
     /// <summary>Prepares a weight from its stored bytes (row-major [outFeatures, inFeatures]).</summary>
     public static LinearWeight FromStored(ReadOnlySpan<byte> stored, TensorType type, int outFeatures, int inFeatures)
@@ -93,6 +136,22 @@ public sealed class LinearWeight
         if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
         if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
         if (y.Length < (long)tokens * n) throw new ArgumentException($"y holds {y.Length} floats, {tokens}x{n} needed", nameof(y));
+        if (_mapped is not null)
+        {
+            // The reference keeps the mapping's pages in place for the product even if the model is disposed meanwhile.
+            byte* mappedStart = _mapped.Acquire();
+            try
+            {
+                fixed (float* xp = x)
+                fixed (float* yp = y)
+                    PackedGemm.Run(xp, tokens, k, mappedStart + _mappedOffset, _panelType, n, yp, pool);
+            }
+            finally
+            {
+                _mapped.Release();
+            }
+            return;
+        }
         // fixed (not a raw pointer taken once) keeps the panels reachable until the product is done: nothing else
         // may reference this weight during the call, and the pinned heap does free unreachable arrays.
         fixed (float* xp = x)

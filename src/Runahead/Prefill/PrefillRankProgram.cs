@@ -5,7 +5,10 @@ namespace Runahead.Prefill;
 
 /// <summary>
 /// What every worker process runs: loads the model once (outside any TTFT), then executes <see cref="PrefillJob"/>s
-/// with a <see cref="RankJobExecutor"/> on the rank's communicator.
+/// with a <see cref="RankJobExecutor"/> on the rank's communicator. Ranks load with
+/// <see cref="ModelLoadOptions.SharedWeights"/> on (unless the arguments say "shared-weights=off"): the first rank to
+/// get the cache lock packs the weights into the cache file and the others map it, so P ranks on one host hold one
+/// copy of the packed weights instead of P private ones.
 /// </summary>
 public sealed class PrefillRankProgram : IRankProgram
 {
@@ -16,26 +19,38 @@ public sealed class PrefillRankProgram : IRankProgram
     {
         var path = context.ModelPath ?? throw new RunaheadException($"rank {context.Rank}: no model path was given to the worker");
         ct.ThrowIfCancellationRequested();
-        _model = Model.Load(path, new ModelLoadOptions { Threads = context.ThreadsPerRank, ContextLength = ParseContextLength(context.ProgramArguments) });
+        var (contextLength, sharedWeights) = Parse(context.ProgramArguments);
+        _model = Model.Load(path, new ModelLoadOptions { Threads = context.ThreadsPerRank, ContextLength = contextLength, SharedWeights = sharedWeights });
         _executor = new RankJobExecutor(_model, context.Communicator);
         return Task.CompletedTask;
     }
 
     private const string ContextLengthKey = "context-length=";
+    private const string SharedWeightsOff = "shared-weights=off";
 
     /// <summary>The program arguments a coordinator hands to every rank (<see cref="RankContext.ProgramArguments"/>).</summary>
-    public static string Arguments(int? contextLength) =>
-        contextLength is int n ? ContextLengthKey + n.ToString(System.Globalization.CultureInfo.InvariantCulture) : "";
-
-    private static int? ParseContextLength(string arguments)
+    public static string Arguments(int? contextLength, bool sharedWeights = true)
     {
+        var parts = new List<string>(2);
+        if (contextLength is int n) parts.Add(ContextLengthKey + n.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (!sharedWeights) parts.Add(SharedWeightsOff);
+        return string.Join(' ', parts);
+    }
+
+    internal static (int? ContextLength, bool SharedWeights) Parse(string arguments)
+    {
+        int? contextLength = null;
+        bool sharedWeights = true;
         foreach (var part in arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            if (part.StartsWith(ContextLengthKey, StringComparison.Ordinal))
-                return int.TryParse(part.AsSpan(ContextLengthKey.Length), System.Globalization.NumberStyles.None,
+        {
+            if (part == SharedWeightsOff) sharedWeights = false;
+            else if (part.StartsWith(ContextLengthKey, StringComparison.Ordinal))
+                contextLength = int.TryParse(part.AsSpan(ContextLengthKey.Length), System.Globalization.NumberStyles.None,
                     System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0
                     ? n
                     : throw new RunaheadException($"worker: bad program argument '{part}'");
-        return null;
+        }
+        return (contextLength, sharedWeights);
     }
 
     public Task<byte[]> RunJobAsync(RankContext context, ReadOnlyMemory<byte> request, CancellationToken ct)
