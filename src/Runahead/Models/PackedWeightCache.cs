@@ -143,6 +143,7 @@ public static class PackedWeightCache
             // Rename is atomic: a reader sees the old file, no file, or the complete new one.
             File.Move(temp, path, overwrite: true);
             writer.Mapping.Bind(path);
+            DeleteSuperseded(source, path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -236,13 +237,41 @@ public static class PackedWeightCache
     // ISA-specific layout can never be read by a process expecting another.
     private static string Isa() => Avx512F.IsSupported ? "avx512" : Avx2.IsSupported ? "avx2" : "portable";
 
-    private static string FileNameFor(IWeightSource source, string key)
+    private static string FileNameFor(IWeightSource source, string key) => $"{FilePrefixFor(source)}{PanelHash.OfString(key):x16}{Extension}";
+
+    /// <summary>"name-pathhash-": shared by every cache file ever built for the model at this path (and no other).</summary>
+    private static string FilePrefixFor(IWeightSource source)
     {
-        var stem = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(source.SourcePath));
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(source.SourcePath));
+        var stem = Path.GetFileNameWithoutExtension(full);
         var safe = new StringBuilder();
         foreach (char ch in stem) safe.Append(char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' ? ch : '_');
         if (safe.Length > 64) safe.Length = 64;
-        return $"{safe}-{PanelHash.OfString(key):x16}{Extension}";
+        return $"{safe}-{PanelHash.OfString(full) & 0xffffffff:x8}-";
+    }
+
+    /// <summary>
+    /// Deletes the caches built earlier for the same model path (an older file or engine build): each is as big as the
+    /// packed weights and would never be read again. A process still mapping one keeps its pages until it unmaps.
+    /// </summary>
+    private static void DeleteSuperseded(IWeightSource source, string path)
+    {
+        var folder = Path.GetDirectoryName(path)!;
+        var name = Path.GetFileName(path);
+        try
+        {
+            foreach (var old in Directory.GetFiles(folder, FilePrefixFor(source) + "*" + Extension))
+                if (!string.Equals(Path.GetFileName(old), name, StringComparison.Ordinal))
+                {
+                    TryDelete(old);
+                    // Safe even if an old engine still builds under it: concurrent builders only race renames of whole files.
+                    TryDelete(old + ".lock");
+                }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Leftovers only cost disk space.
+        }
     }
 
     internal static void WriteHeader(Span<byte> header, long fileLength, long tableOffset, long tableLength, ulong tableHash)
