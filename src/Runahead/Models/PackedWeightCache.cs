@@ -49,6 +49,13 @@ public static class PackedWeightCache
         return key is null ? null : Path.Combine(folder, FileNameFor(source, key));
     }
 
+    /// <summary>The cache file of the model at <paramref name="modelPath"/> (any format <see cref="WeightSources.Open"/> reads).</summary>
+    public static string? CachePath(string modelPath, string folder)
+    {
+        using var source = WeightSources.Open(modelPath);
+        return CachePath(source, folder);
+    }
+
     internal sealed class Outcome<T>(T value, MappedPanels? mapping, SharedWeightsStatus status)
     {
         public T Value { get; } = value;

@@ -56,7 +56,7 @@ public sealed class SharedWeightsTests : IDisposable
         var expected = PrivateLogits(path);
         using (var built = Model.Load(path, Shared()))
         {
-            Assert.Equal(new SharedWeightsStatus(true, PackedWeightCache.CachePath(WeightSourcesOpen(path), _cache), true, null), built.SharedWeights);
+            Assert.Equal(new SharedWeightsStatus(true, PackedWeightCache.CachePath(path, _cache), true, null), built.SharedWeights);
             Assert.True(built.Layers[0].WeightBytes > 0);
             Assert.True(expected.AsSpan().SequenceEqual(Logits(built)), "the builder's outputs differ");
         }
@@ -128,7 +128,7 @@ public sealed class SharedWeightsTests : IDisposable
         var other = WriteModel(seed: 9);
         string otherCache;
         using (var o = Model.Load(other, Shared())) otherCache = o.SharedWeights!.CachePath!;
-        string thisCache = PackedWeightCache.CachePath(WeightSourcesOpen(path), _cache)!;
+        string thisCache = PackedWeightCache.CachePath(path, _cache)!;
         File.Copy(otherCache, thisCache, overwrite: true);
         using var again = Model.Load(path, Shared());
         Assert.True(again.SharedWeights is { BuiltHere: true }, again.SharedWeights?.ToString());
@@ -180,7 +180,7 @@ public sealed class SharedWeightsTests : IDisposable
         var path = WriteModel();
         var expected = PrivateLogits(path);
         Directory.CreateDirectory(_cache);
-        var cachePath = PackedWeightCache.CachePath(WeightSourcesOpen(path), _cache)!;
+        var cachePath = PackedWeightCache.CachePath(path, _cache)!;
         using (new FileStream(cachePath + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
         {
             using var model = Model.Load(path, Shared(TimeSpan.FromMilliseconds(200)));
@@ -217,24 +217,5 @@ public sealed class SharedWeightsTests : IDisposable
         Assert.Equal((128, false), PrefillRankProgram.Parse(PrefillRankProgram.Arguments(128, sharedWeights: false)));
         Assert.Equal((null, false), PrefillRankProgram.Parse(PrefillRankProgram.Arguments(null, sharedWeights: false)));
         Assert.Throws<RunaheadException>(() => PrefillRankProgram.Parse("context-length=x"));
-    }
-
-    private static IWeightSource WeightSourcesOpen(string path)
-    {
-        // The cache key needs only the identity (path, format, tensor table), so the file is closed at once.
-        using var source = WeightSources.Open(path);
-        return new IdentityOnly(source.SourcePath, source.FormatName, source.Config, [.. source.Tensors]);
-    }
-
-    private sealed class IdentityOnly(string path, string format, ModelConfig config, IReadOnlyList<TensorInfo> tensors) : IWeightSource
-    {
-        public string SourcePath => path;
-        public string FormatName => format;
-        public ModelConfig Config => config;
-        public IReadOnlyList<TensorInfo> Tensors => tensors;
-        public bool TryGetTensor(string name, out TensorInfo info) => throw new NotSupportedException();
-        public ReadOnlySpan<byte> GetTensorBytes(TensorInfo tensor) => throw new NotSupportedException();
-        public unsafe byte* GetTensorPointer(TensorInfo tensor) => throw new NotSupportedException();
-        public void Dispose() { }
     }
 }
