@@ -192,16 +192,21 @@ public static class PackedWeightCache
             {
                 return new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
             }
-            catch (IOException) when (clock.Elapsed < timeout)
+            catch (IOException e) when (IsHeldByAnother(e) && clock.Elapsed < timeout)
             {
                 Thread.Sleep(20);
             }
-            catch (IOException)
+            catch (IOException e) when (IsHeldByAnother(e))
             {
                 return null;
             }
         }
     }
+
+    // Only a lock held elsewhere is worth waiting for; any other error (a read-only file system) fails at once.
+    // Windows reports a sharing violation; Unix reports flock's EWOULDBLOCK as the raw errno.
+    private static bool IsHeldByAnother(IOException e) =>
+        e.HResult == (OperatingSystem.IsWindows() ? unchecked((int)0x80070020) : OperatingSystem.IsLinux() ? 11 : 35);
 
     internal static string? KeyFor(IWeightSource source)
     {
