@@ -90,7 +90,7 @@ public static class BenchTtftCommand
         public required PartitionSpec Partition { get; init; }
         public required RankTransport Transport { get; init; }
         public required LinkSettings Links { get; init; }
-        public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
+        public PlannerSource? Planner { get; init; }
         public required Func<int, int> ThreadsPerRank { get; init; }
         public required int Repeats { get; init; }
         public required int Warmup { get; init; }
@@ -107,8 +107,9 @@ public static class BenchTtftCommand
     private static async Task<List<BenchRow>?> RunAsync(BenchSettings s, TextWriter stderr, CancellationToken ct)
     {
         // Read the model's limits once, before starting any rank.
-        ModelConfig config;
-        using (var probe = Model.Load(s.ModelPath, new ModelLoadOptions { Threads = 1 })) config = probe.Config;
+        // The header is enough here: the ranks load the weights.
+        var config = Generation.LlmSession.ReadConfig(s.ModelPath).Config;
+        var planner = s.Planner?.For(config, s.ModelPath);
         foreach (var c in s.Tokens)
             if (c > config.ContextLength)
                 throw new RunaheadException($"--tokens: {c} tokens exceed the model's context length of {config.ContextLength}");
@@ -136,7 +137,7 @@ public static class BenchTtftCommand
                     bar.Description = $"starting {p} rank(s)";
                     // One set of ranks per P serves every strategy and length: process start and model load stay out of TTFT.
                     using var host = await RankJobHosts.CreateAsync(s.Transport, s.ModelPath, p, threads, s.Links.Build(p), null, ct);
-                    var client = new PrefillClient(host) { Planner = s.Planner };
+                    var client = new PrefillClient(host) { Planner = planner };
                     isClient &= client.IsClient;
                     foreach (var c in s.Tokens)
                     {

@@ -53,7 +53,24 @@ public static class GenerateCommand
                         Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK), TopP = parse.GetValue(topP),
                         RepeatPenalty = parse.GetValue(repeatPenalty), Seed = parse.GetValue(seed),
                     });
-                return await RunAsync(request, parallel.Read(parse), stdout, stderr, ct).ConfigureAwait(false);
+                // Ctrl+C cancels the generation (the ranks stop decoding and are torn down) and exits 130; a second one
+                // terminates at once.
+                using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                ConsoleCancelEventHandler onInterrupt = (_, e) =>
+                {
+                    if (interrupt.IsCancellationRequested) return;
+                    e.Cancel = true;
+                    interrupt.Cancel();
+                };
+                Console.CancelKeyPress += onInterrupt;
+                try
+                {
+                    return await RunAsync(request, parallel.Read(parse), stdout, stderr, interrupt.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Console.CancelKeyPress -= onInterrupt;
+                }
             }
             catch (RunaheadException e)
             {
@@ -86,43 +103,78 @@ public static class GenerateCommand
         if (ids == null && text == null) text = DefaultPrompt;
 
         string modelPath = r.Model ?? DefaultModel.EnsureAvailable(stderr, ct);
-        using var session = LlmSession.Load(modelPath, new LlmSessionOptions
+        // In parallel mode this process keeps only the tokenizer and the configuration: the ranks load the weights. The
+        // prompt and its partition are checked before any rank starts.
+        Text.ITokenizer? tokenizer = null;
+        ParallelGenerationOptions? parallel = null;
+        if (prefill.IsParallel)
+        {
+            var config = LlmSession.ReadConfig(modelPath, r.ContextSize).Config;
+            tokenizer = LlmSession.LoadTokenizer(modelPath, r.Tokenizer, required: ids == null);
+            ids ??= tokenizer!.Encode(text!, tokenizer.AddBosByDefault);
+            Generator.ValidatePrompt(ids, config);
+            parallel = prefill.ToOptions(modelPath, config);
+            parallel.Partition.Resolve(ids.Length, parallel.Ranks, parallel.Planner);
+            if (!r.Json)
+                stderr.WriteLine($"runahead: starting {prefill.Ranks} rank(s) ({TransportName(prefill.Transport)}, {prefill.ThreadsPerRank} thread(s) each); each loads {Path.GetFileName(modelPath)}");
+        }
+        using var session = await LlmSession.LoadAsync(modelPath, new LlmSessionOptions
         {
             TokenizerPath = r.Tokenizer,
+            Tokenizer = tokenizer,
             RequireTokenizer = ids == null,
             Model = new ModelLoadOptions { Threads = r.Threads, ContextLength = r.ContextSize },
-        });
+            Parallel = parallel,
+        }, ct).ConfigureAwait(false);
+        if (session.Ranks is { } started && !r.Json)
+            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture, $"runahead: ranks ready in {started.StartupTime.TotalSeconds:F1} s (start, model load, warm-up)"));
         ids ??= session.Tokenize(text!);
         session.Generator.ValidatePrompt(ids);
 
         var options = new GenerationOptions { MaxNewTokens = r.Count, Sampling = r.Sampling };
-        if (prefill.IsParallel) return await prefill.GenerateAsync(modelPath, session, ids, options, r.Json, stdout, stderr, ct).ConfigureAwait(false);
+        // Under MPI every process runs this command; only rank 0 (the client) prints.
+        bool print = session.Generator.IsClient && !r.Json;
         var generated = new System.Text.StringBuilder();
         string promptText = session.Tokenizer != null ? new TextStreamer(session.Tokenizer, ids).Prefix : "";
-        if (!r.Json) { stdout.Write(promptText); stdout.Flush(); }
+        if (print) { stdout.Write(promptText); stdout.Flush(); }
         await foreach (var token in session.GenerateAsync(ids, options, ct).ConfigureAwait(false))
         {
             // Without a tokenizer (token-id prompts on a bare checkpoint) the ids are the output.
             string piece = session.Tokenizer != null ? token.Text : (token.Id >= 0 ? token.Id.ToString(CultureInfo.InvariantCulture) + " " : "");
             generated.Append(piece);
-            if (!r.Json) { stdout.Write(piece); stdout.Flush(); }
+            if (print) { stdout.Write(piece); stdout.Flush(); }
         }
+        if (!session.Generator.IsClient) return 0;
         var stats = session.LastStats!;
+        var run = stats.Parallel;
+        var startup = session.Ranks != null ? session.Ranks.StartupTime + stats.RankStartup : TimeSpan.Zero;
+        if (run != null && prefill.TracePath != null) Diagnostics.Timeline.WriteChromeTrace(prefill.TracePath, [run.Timeline]);
         if (r.Json)
         {
-            WriteJson(stdout, modelPath, r.Threads, promptText, generated.ToString(), stats);
+            WriteJson(stdout, modelPath, r.Threads, promptText, generated.ToString(), stats,
+                run != null ? w => prefill.WriteJsonFields(w, run, startup) : null);
         }
         else
         {
             stdout.WriteLine();
-            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"prompt tokens: {stats.PromptTokens}, TTFT: {stats.TimeToFirstToken.TotalMilliseconds:F1} ms, prompt: {stats.PromptTokensPerSecond:F1} tok/s, " +
-                $"decode: {stats.GeneratedTokens} tokens at {stats.DecodeTokensPerSecond:F1} tok/s ({StopText(stats.StopReason)})"));
+            if (run != null) prefill.WriteSummary(stderr, stats, run, startup, StopText(stats.StopReason));
+            else
+                stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"prompt tokens: {stats.PromptTokens}, TTFT: {stats.TimeToFirstToken.TotalMilliseconds:F1} ms, prompt: {stats.PromptTokensPerSecond:F1} tok/s, " +
+                    $"decode: {stats.GeneratedTokens} tokens at {stats.DecodeTokensPerSecond:F1} tok/s ({StopText(stats.StopReason)})"));
         }
         return 0;
     }
 
-    private static void WriteJson(TextWriter stdout, string modelPath, int threads, string promptText, string text, GenerationStats stats)
+    private static string TransportName(Distributed.RankTransport transport) => transport switch
+    {
+        Distributed.RankTransport.InProcess => "threads of this process",
+        Distributed.RankTransport.Mpi => "MPI",
+        _ => "worker processes over shared memory",
+    };
+
+    private static void WriteJson(TextWriter stdout, string modelPath, int threads, string promptText, string text, GenerationStats stats,
+        Action<Utf8JsonWriter>? extra)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false }))
@@ -144,6 +196,7 @@ public static class GenerateCommand
             w.WriteNumber("prompt_tokens_per_s", Math.Round(stats.PromptTokensPerSecond, 3));
             w.WriteNumber("decode_tokens_per_s", Math.Round(stats.DecodeTokensPerSecond, 3));
             w.WriteString("stop_reason", StopText(stats.StopReason));
+            extra?.Invoke(w);
             w.WriteEndObject();
         }
         stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));

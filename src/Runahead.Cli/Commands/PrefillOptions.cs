@@ -64,6 +64,16 @@ public sealed class PrefillOptions
         Description = "KVR-S/KVR-P partition table (JSON from the planning tools) that answers --partition searched|predicted",
     };
 
+    public Option<string> Calibration { get; } = new("--calibration")
+    {
+        Description = "Host calibration (from `runahead calibrate`): --partition searched runs KVR-S on the simulator for this prompt; predicted interpolates --partition-table or a table built from it",
+    };
+
+    public Option<string> CalibrationModel { get; } = new("--calibration-model")
+    {
+        Description = "Which model's rows of --calibration to use (default: its only model, or the one named like the model file)",
+    };
+
     public Option<string> Trace { get; } = new("--trace")
     {
         Description = "Write the prefill's per-rank timeline as Chrome trace-event JSON (open in Perfetto)",
@@ -88,6 +98,8 @@ public sealed class PrefillOptions
         if (includeStrategy) command.Options.Add(Strategy);
         command.Options.Add(Partition);
         command.Options.Add(PartitionTable);
+        command.Options.Add(Calibration);
+        command.Options.Add(CalibrationModel);
         command.Options.Add(Transport);
         command.Options.Add(ThreadsPerRank);
         command.Options.Add(LinkBandwidth);
@@ -157,25 +169,28 @@ public sealed class PrefillOptions
     }
 
     /// <summary>
-    /// What answers --partition searched|predicted: the --partition-table file (KVR-P interpolates it; KVR-S takes its
-    /// entry for exactly this rank count and length), or null (those words then ask for a calibration).
+    /// What answers --partition searched|predicted once the model's shape is known: --calibration (KVR-S searched on
+    /// the simulator for any length; KVR-P from --partition-table or a table built from the calibration) and/or
+    /// --partition-table alone (KVR-P interpolates it; KVR-S takes its entry for exactly this rank count and length).
+    /// Null when neither is given (those words then ask for a calibration). Files are read and checked now.
     /// </summary>
-    public Func<PartitionKind, int, int, int[]?>? ReadPlanner(ParseResult result, LinkSettings links)
+    public PlannerSource? ReadPlanner(ParseResult result, LinkSettings links)
     {
-        var path = result.GetValue(PartitionTable);
-        if (path == null) return null;
-        var table = Planning.PartitionTable.Load(path);
-        // The table is per bandwidth; without emulated links the fastest tabled bandwidth is the nearest.
-        double bandwidth = links.Bandwidth != null ? LinkShaper.ParseBandwidth(links.Bandwidth) : double.PositiveInfinity;
-        return (kind, tokens, ranks) =>
-        {
-            if (kind == PartitionKind.Predicted) return table.Predict(tokens, ranks, bandwidth);
-            foreach (var e in table.Entries)
-                if (e.Ranks == ranks && e.Tokens == tokens)
-                    return Planning.Partition.FromSplits(e.Splits, tokens);
-            throw new RunaheadException(
-                $"--partition searched: {path} has no KVR-S result for {ranks} ranks at {tokens} tokens; use --partition predicted to interpolate");
-        };
+        var tablePath = result.GetValue(PartitionTable);
+        var calibrationPath = result.GetValue(Calibration);
+        var calibrationModel = result.GetValue(CalibrationModel);
+        if (calibrationModel != null && calibrationPath == null)
+            throw new RunaheadException("--calibration-model needs --calibration");
+        if (tablePath == null && calibrationPath == null) return null;
+        var table = tablePath != null ? Planning.PartitionTable.Load(tablePath) : null;
+        var calibration = calibrationPath != null ? LoadCalibration(calibrationPath) : null;
+        return new PlannerSource(calibration, calibrationModel, table, tablePath, links);
+    }
+
+    private static Planning.Calibration LoadCalibration(string path)
+    {
+        if (!File.Exists(path)) throw new RunaheadException($"--calibration {path}: no such file");
+        return Planning.Calibration.Load(path);
     }
 
     public int ThreadsFor(ParseResult result, int ranks)
@@ -184,6 +199,36 @@ public sealed class PrefillOptions
         if (result.GetResult(ThreadsPerRank) is { Implicit: false } && threads < 1)
             throw new RunaheadException($"--threads-per-rank: {threads} must be at least 1");
         return threads >= 1 ? threads : Math.Max(1, Environment.ProcessorCount / ranks);
+    }
+}
+
+/// <summary>The checked --calibration / --partition-table inputs, made into a planner per model.</summary>
+public sealed record PlannerSource(Planning.Calibration? Calibration, string? CalibrationModel, Planning.PartitionTable? Table, string? TablePath,
+    LinkSettings Links)
+{
+    /// <summary>The planner for the model at <paramref name="modelPath"/> with shape <paramref name="config"/>.</summary>
+    public Func<PartitionKind, int, int, int[]?> For(Runahead.Models.ModelConfig config, string modelPath)
+    {
+        // The table is per bandwidth; without emulated links the fastest tabled bandwidth is the nearest. The simulator
+        // takes the emulated links, else what the calibration measured of this host's transport.
+        double bandwidth = Links.Bandwidth != null ? LinkShaper.ParseBandwidth(Links.Bandwidth)
+            : Calibration?.TransportBytesPerSecond ?? double.PositiveInfinity;
+        double latency = Links.Latency != null ? LinkShaper.ParseDuration(Links.Latency).TotalSeconds
+            : Calibration?.TransportLatencySeconds ?? 0;
+        string model = Calibration != null ? CalibratedPlanner.ChooseModel(Calibration, CalibrationModel, modelPath) : "";
+        var planner = new CalibratedPlanner(Calibration, config, model, ranks => Topology(ranks, bandwidth, latency), bandwidth, Table, TablePath);
+        return planner.Plan;
+    }
+
+    private Planning.LinkTopology Topology(int ranks, double bandwidth, double latency)
+    {
+        if (Links.MatrixPath == null) return Planning.LinkTopology.Uniform(bandwidth, latency);
+        var shaper = LinkShaper.LoadMatrix(Links.MatrixPath, ranks, TimeSpan.FromSeconds(latency));
+        var matrix = new double[ranks, ranks];
+        for (int i = 0; i < ranks; i++)
+            for (int j = 0; j < ranks; j++)
+                matrix[i, j] = shaper.Bandwidth(i, j);
+        return Planning.LinkTopology.FromMatrix(matrix, latency);
     }
 }
 
@@ -227,8 +272,8 @@ public sealed record LinkSettings(string? Bandwidth, string? Latency, string? Ma
 public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, PartitionSpec Partition, RankTransport Transport,
     int ThreadsPerRank, LinkSettings Links)
 {
-    /// <summary>Answers --partition searched|predicted (null: no table).</summary>
-    public Func<PartitionKind, int, int, int[]?>? Planner { get; init; }
+    /// <summary>Answers --partition searched|predicted once the model is known (null: no calibration or table).</summary>
+    public PlannerSource? Planner { get; init; }
 
     /// <summary>Where to write the prefill's timeline (null: nowhere).</summary>
     public string? TracePath { get; init; }
@@ -236,102 +281,35 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
     /// <summary>Whether the run needs ranks at all (otherwise generate takes its single-process path).</summary>
     public bool IsParallel => Ranks > 1 || Strategy != PrefillStrategyKind.Single || Transport == RankTransport.Mpi;
 
-    /// <summary>
-    /// <c>generate</c> over ranks: starts them (each loads the model; reported apart from TTFT), prefills with the
-    /// strategy, then the last rank decodes alone and streams tokens here, printed as they come. The session supplies
-    /// the tokenizer and the prompt checks. Output matches the single-process path plus strategy, ranks, partition and
-    /// per-rank timings.
-    /// </summary>
-    public async Task<int> GenerateAsync(string modelPath, LlmSession session, int[] promptIds, GenerationOptions options, bool json,
-        TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    /// <summary>The library's parallel configuration for the model at <paramref name="modelPath"/>.</summary>
+    public ParallelGenerationOptions ToOptions(string modelPath, Runahead.Models.ModelConfig config) => new()
     {
-        var stopIds = options.StopIds?.ToArray() ?? new[] { session.Tokenizer?.EosId ?? session.Model.Config.EosId };
-        if (options.MaxNewTokens == 0)
-        {
-            if (!json) stdout.WriteLine(session.Tokenizer != null ? new TextStreamer(session.Tokenizer, promptIds).Prefix : "");
-            return 0;
-        }
+        Ranks = Ranks, Strategy = Strategy, Partition = Partition, Transport = Transport, ThreadsPerRank = ThreadsPerRank,
+        Links = Links.Build(Ranks),
+        Planner = Planner?.For(config, modelPath),
+    };
 
-        var started = System.Diagnostics.Stopwatch.StartNew();
-        using var host = await RankJobHosts.CreateAsync(Transport, modelPath, Ranks, ThreadsPerRank, Links.Build(Ranks), null, ct,
-            session.Model.Config.ContextLength).ConfigureAwait(false);
-        var client = new PrefillClient(host) { Planner = Planner };
-        await client.WarmUpAsync(Strategy, ct).ConfigureAwait(false);
-        double startupMs = started.Elapsed.TotalMilliseconds;
-
-        // Under MPI every process runs this command; only rank 0 (the client) prints.
-        bool print = client.IsClient && !json;
-        var streamer = session.Tokenizer != null ? new TextStreamer(session.Tokenizer, promptIds) : null;
-        string promptText = streamer?.Prefix ?? "";
-        var text = new StringBuilder();
-        if (print) { stdout.Write(promptText); stdout.Flush(); }
-        var stopped = false;
-        var run = await client.RunAsync(promptIds, Strategy, Partition, options.MaxNewTokens, options.Sampling, stopIds, false, id =>
-        {
-            if (Array.IndexOf(stopIds, id) >= 0) { stopped = true; return; }
-            string piece = streamer?.Add(id) ?? id.ToString(CultureInfo.InvariantCulture) + " ";
-            text.Append(piece);
-            if (print) { stdout.Write(piece); stdout.Flush(); }
-        }, ct).ConfigureAwait(false);
-        if (run == null) return 0;
-        if (TracePath != null) Timeline.WriteChromeTrace(TracePath, [run.Timeline]);
-        var rest = streamer?.Flush();
-        if (!string.IsNullOrEmpty(rest)) { text.Append(rest); if (print) stdout.Write(rest); }
-
-        var generated = stopped ? run.Generated[..^1] : run.Generated;
-        double promptTps = run.TtftMs > 0 ? promptIds.Length / (run.TtftMs / 1000) : 0;
-        double decodeTps = run.Generated.Length > 1 && run.DecodeMs > 0 ? (run.Generated.Length - 1) / (run.DecodeMs / 1000) : 0;
-        string stop = stopped ? "end of sequence" : generated.Length >= options.MaxNewTokens ? "token budget" : "context full";
-        if (json)
-        {
-            WriteJson(stdout, modelPath, promptIds, generated, promptText, text.ToString(), run, startupMs, promptTps, decodeTps, stop);
-        }
-        else
-        {
-            stdout.WriteLine();
+    /// <summary>The stderr summary of a parallel run: TTFT with strategy, ranks and partition, then each rank's split of its time.</summary>
+    public void WriteSummary(TextWriter stderr, GenerationStats stats, PrefillRun run, TimeSpan startup, string stop)
+    {
+        stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"prompt tokens: {stats.PromptTokens}, TTFT: {stats.TimeToFirstToken.TotalMilliseconds:F1} ms ({Strategy.Name()} on {Ranks} rank(s) x {ThreadsPerRank} thread(s), partition {run.Partition}), " +
+            $"prompt: {stats.PromptTokensPerSecond:F1} tok/s, decode: {stats.GeneratedTokens} tokens at {stats.DecodeTokensPerSecond:F1} tok/s ({stop}); rank start, model load and warm-up {startup.TotalMilliseconds:F0} ms"));
+        foreach (var t in run.RankTimings)
             stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"prompt tokens: {promptIds.Length}, TTFT: {run.TtftMs:F1} ms ({Strategy.Name()} on {Ranks} rank(s) x {ThreadsPerRank} thread(s), partition {run.Partition}), " +
-                $"prompt: {promptTps:F1} tok/s, decode: {generated.Length} tokens at {decodeTps:F1} tok/s ({stop}); rank start, model load and warm-up {startupMs:F0} ms"));
-            foreach (var t in run.RankTimings)
-                stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  rank {t.Rank}: compute {t.ComputeMs:F1} ms, wait for K,V {t.WaitKvMs:F1} ms, send {t.SendMs:F1} ms, idle {t.IdleMs:F1} ms"));
-        }
-        return 0;
+                $"  rank {t.Rank}: compute {t.ComputeMs:F1} ms, wait for K,V {t.WaitKvMs:F1} ms, send {t.SendMs:F1} ms, idle {t.IdleMs:F1} ms"));
     }
 
-    private void WriteJson(TextWriter stdout, string modelPath, int[] promptIds, int[] generated, string promptText, string text, PrefillRun run,
-        double startupMs, double promptTps, double decodeTps, string stop)
+    /// <summary>The parallel fields of generate's --json object.</summary>
+    public void WriteJsonFields(Utf8JsonWriter w, PrefillRun run, TimeSpan startup)
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
-        {
-            w.WriteStartObject();
-            w.WriteString("model", modelPath);
-            w.WriteNumber("threads", ThreadsPerRank);
-            w.WriteStartArray("prompt_ids");
-            foreach (var id in promptIds) w.WriteNumberValue(id);
-            w.WriteEndArray();
-            w.WriteStartArray("generated_ids");
-            foreach (var id in generated) w.WriteNumberValue(id);
-            w.WriteEndArray();
-            w.WriteString("prompt_text", promptText);
-            w.WriteString("text", text);
-            w.WriteNumber("prompt_tokens", promptIds.Length);
-            w.WriteNumber("generated_tokens", generated.Length);
-            w.WriteNumber("ttft_ms", Math.Round(run.TtftMs, 3));
-            w.WriteNumber("prompt_tokens_per_s", Math.Round(promptTps, 3));
-            w.WriteNumber("decode_tokens_per_s", Math.Round(decodeTps, 3));
-            w.WriteString("stop_reason", stop);
-            w.WriteString("strategy", Strategy.Name());
-            w.WriteNumber("ranks", Ranks);
-            w.WriteNumber("threads_per_rank", ThreadsPerRank);
-            w.WriteString("transport", Transport switch { RankTransport.InProcess => "inproc", RankTransport.Mpi => "mpi", _ => "shm" });
-            w.WriteString("partition", run.Partition.ToString());
-            w.WriteString("links", Links.ToString());
-            w.WriteNumber("startup_ms", Math.Round(startupMs, 3));
-            BenchTtftCommand.WriteRankTimings(w, run.RankTimings);
-            w.WriteEndObject();
-        }
-        stdout.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
+        w.WriteString("strategy", Strategy.Name());
+        w.WriteNumber("ranks", Ranks);
+        w.WriteNumber("threads_per_rank", ThreadsPerRank);
+        w.WriteString("transport", Transport switch { RankTransport.InProcess => "inproc", RankTransport.Mpi => "mpi", _ => "shm" });
+        w.WriteString("partition", run.Partition.ToString());
+        w.WriteString("links", Links.ToString());
+        w.WriteNumber("startup_ms", Math.Round(startup.TotalMilliseconds, 3));
+        BenchTtftCommand.WriteRankTimings(w, run.RankTimings);
     }
 }

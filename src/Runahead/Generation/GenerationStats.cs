@@ -18,7 +18,10 @@ public sealed class GenerationStats
     public int PromptTokens => PromptIds.Length;
     public int GeneratedTokens => GeneratedIds.Count;
 
-    /// <summary>Time to first token: from the prompt ids handed in to the first generated id known (prefill + one sample).</summary>
+    /// <summary>
+    /// Time to first token: from the prompt ids handed in to the first generated id known (prefill + one sample). Over
+    /// ranks: from the job handed to the ranks (after the partition is planned) to the first id arriving here.
+    /// </summary>
     public TimeSpan TimeToFirstToken { get; internal set; }
 
     /// <summary>Time spent in the prefill strategy.</summary>
@@ -34,6 +37,12 @@ public sealed class GenerationStats
 
     /// <summary>Per-rank timings reported by the prefill strategy.</summary>
     public IReadOnlyList<RankTiming> RankTimings { get; internal set; } = [];
+
+    /// <summary>The parallel run as its client saw it (strategy, partition, per-rank timeline); null for single-process generation.</summary>
+    public Prefill.PrefillRun? Parallel { get; internal set; }
+
+    /// <summary>Rank start, model load and warm-up paid inside this generation (ranks restarted after a cancelled job); not part of the TTFT.</summary>
+    public TimeSpan RankStartup { get; internal set; }
 
     /// <summary>Prompt tokens per second of prefill (prompt tokens / time to first token).</summary>
     public double PromptTokensPerSecond => TimeToFirstToken > TimeSpan.Zero ? PromptTokens / TimeToFirstToken.TotalSeconds : 0;

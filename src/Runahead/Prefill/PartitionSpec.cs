@@ -63,7 +63,7 @@ public sealed record PartitionSpec(PartitionKind Kind, int[]? ExplicitChunks = n
                 var word = Kind == PartitionKind.Searched ? "searched" : "predicted";
                 var planned = planner?.Invoke(Kind, tokens, ranks)
                     ?? throw new RunaheadException(
-                        $"--partition {word}: no partition table for this model/host; run `runahead calibrate`, then `runahead simulate --partition predicted --save-table F`, and pass --partition-table F (or use --partition even or an explicit list)");
+                        $"--partition {word}: no partition table for this model/host; run `runahead calibrate --out F` and pass --calibration F (or a table from `runahead simulate --save-table` as --partition-table), or use --partition even or an explicit list");
                 return Partition.FromChunks(planned, tokens, ranks, $"--partition {word} (planner)");
         }
     }

@@ -10,7 +10,7 @@ public sealed class RankPoolJobHost : IRankJobHost
     private RankPoolJobHost(RankPool pool) => _pool = pool;
 
     public static async Task<RankPoolJobHost> StartAsync(RankTransport transport, string modelPath, int ranks, int threadsPerRank,
-        LinkShaper? links, TextWriter? workerLog, CancellationToken ct, int? contextLength = null)
+        LinkShaper? links, TextWriter? workerLog, CancellationToken ct, int? contextLength = null, string? workerExecutable = null)
     {
         var pool = await RankPool.StartAsync(new RankPoolOptions
         {
@@ -21,6 +21,7 @@ public sealed class RankPoolJobHost : IRankJobHost
             ThreadsPerRank = threadsPerRank,
             Links = links,
             WorkerLog = workerLog,
+            WorkerExecutable = workerExecutable,
             ProgramArguments = PrefillRankProgram.Arguments(contextLength),
         }, ct).ConfigureAwait(false);
         return new RankPoolJobHost(pool);
