@@ -70,7 +70,7 @@ public static class ReproduceCommand
                     };
                     double batch = parse.GetValue(hostBatch);
                     if (!(batch >= 0 && batch <= 10_000)) throw new RunaheadException($"--host-calibration-batch: {batch} must be between 0 and 10000 ms");
-                    await RunHostAsync(result, modelPath, parse.GetValue(hostCalibration), tokenList, rankList, repeats, transport, batch, stderr, cancellationToken);
+                    await RunHostAsync(result, modelPath, parse.GetValue(hostCalibration), tokenList, rankList, repeats, transport, batch, figDir, stderr, cancellationToken);
                 }
                 var figures = ReproductionFigures.Write(result, figDir);
                 string markdown = ReproductionReport.Render(result, figures, calPath);
@@ -101,7 +101,7 @@ public static class ReproduceCommand
 
     /// <summary>Runs real prefills beside the simulator, calibrating this host between the rounds (unless a calibration is given).</summary>
     private static async Task RunHostAsync(ReproductionResult result, string modelPath, string? calibrationPath, int[] tokens, int[] ranks,
-        int repeats, Runahead.Distributed.RankTransport transport, double batchMs, TextWriter log, CancellationToken ct)
+        int repeats, Runahead.Distributed.RankTransport transport, double batchMs, string figDir, TextWriter log, CancellationToken ct)
     {
         const int threadsPerRank = 1;
         string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
@@ -113,12 +113,15 @@ public static class ReproduceCommand
                 CalibrationBatchMilliseconds = batchMs, CancellationToken = ct },
             m => log.WriteLine("host " + m));
         var cal = host.Calibration;
+        // Saved beside the figures, so `runahead simulate --calibration` can replay the simulated column.
+        const string calFile = "host-calibration.json";
+        if (given == null) cal.Save(Path.Combine(figDir, calFile));
         string ranksAs = transport == Runahead.Distributed.RankTransport.InProcess
             ? "ranks as tasks of this process (in-process transport)"
             : "ranks as `runahead worker` processes on the shared-memory transport (started once per rank count, outside TTFT)";
         string calibrated = given != null
             ? $"calibration `{Path.GetFileName(calibrationPath)}` ({cal.Device})"
-            : $"calibration measured in this run, {host.Rounds + 1} times between the rounds of runs (each point the median over those; " +
+            : $"calibration measured in this run (saved as figures/{calFile}; rows named \"{HostValidation.RowsName(calModel, 2)}\" were timed with 2 threads at once), {host.Rounds + 1} times between the rounds of runs (each point the median over those; " +
               $"one real layer's t_qkv and t_rest timed in batches of at least {F(batchMs, "0")} ms, with as many threads at once as the run has ranks; the LM head; the transport)";
         result.HostRuns = host.Runs;
         result.HostSetup = $"Model `{Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath))}`, {threadsPerRank} compute thread per rank, {ranksAs}, " +

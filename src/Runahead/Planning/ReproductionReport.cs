@@ -207,6 +207,9 @@ public static class ReproductionReport
         L("runahead reproduce --calibration ../shared/calibration/h200-layer-costs.json --out docs/REPRODUCTION.md");
         L("runahead simulate --calibration ../shared/calibration/h200-layer-costs.json --model-shape llama2-7b \\");
         L("    --tokens 1k,4k,16k --ranks 2,4,8 --strategy tsp,kvr --partition searched --link-bandwidth 300GB/s --trace kvr.json");
+        L("# the host section (real runs beside the simulator; about 10 minutes on 2 busy cores):");
+        L("runahead model synth --arch llama --shape smollm-135m --dtype f32 --out smollm.gguf");
+        L("runahead reproduce --out docs/REPRODUCTION.md --host-model smollm.gguf --host-tokens 512,2048 --host-ranks 1,2 --host-repeats 5");
         L("```");
         return md.ToString();
     }
