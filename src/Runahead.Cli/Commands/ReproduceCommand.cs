@@ -121,8 +121,11 @@ public static class ReproduceCommand
             : "ranks as `runahead worker` processes on the shared-memory transport (started once per rank count, outside TTFT)";
         string calibrated = given != null
             ? $"calibration `{Path.GetFileName(calibrationPath)}` ({cal.Device})"
-            : $"calibration measured in this run (saved as figures/{calFile}; rows named \"{HostValidation.RowsName(calModel, 2)}\" were timed with 2 threads at once), {host.Rounds + 1} times between the rounds of runs (each point the median over those; " +
-              $"one real layer's t_qkv and t_rest timed in batches of at least {F(batchMs, "0")} ms, with as many threads at once as the run has ranks; the LM head; the transport)";
+            : $"calibration measured in this run, next to the runs: in every timed round each run is followed by the timing of exactly the (c, p) " +
+              $"points its ranks compute (one real layer's t_qkv and t_rest, in batches of at least {F(batchMs, "0")} ms, with as many threads at once " +
+              $"as the run has ranks), and each prediction uses the median of its own points over the rounds (saved as figures/{calFile}; rows named " +
+              $"\"{HostValidation.RowsName(calModel, 2)}\" were timed with 2 threads at once); the LM head and the transport measured alongside; " +
+              "KVR-S's partition was searched on a grid calibration made before the runs";
         result.HostRuns = host.Runs;
         result.HostSetup = $"Model `{Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath))}`, {threadsPerRank} compute thread per rank, {ranksAs}, " +
             $"on {Environment.ProcessorCount} logical CPUs; {calibrated}; transport {F((cal.TransportBytesPerSecond ?? 0) / 1e9, "0.##")} GB/s and " +

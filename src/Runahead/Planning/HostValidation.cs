@@ -74,35 +74,33 @@ public static class HostValidation
         HostValidationOptions options, Action<string>? progress, ModelConfig config, int[] rankCounts, List<Model> calibrators, string loadAtStart)
     {
         var ct = options.CancellationToken;
-        var layerRounds = new List<List<CalibrationRow>>();
         var headRounds = new List<double>();
         (double Bandwidth, double Latency) transport = default;
-        Calibration Calibrate(string what)
+        var names = rankCounts.Select(p => RowsName(calibrationModel, p)).ToArray();
+        HostCalibrationOptions PointOptions(IReadOnlyList<(int C, int P)> points) => new()
         {
-            if (fixedCalibration != null) return fixedCalibration;
-            progress?.Invoke($"calibrating {what}");
-            var rows = new List<CalibrationRow>();
-            foreach (int p in rankCounts)
-            {
-                var calOptions = new HostCalibrationOptions
-                {
-                    Points = p == 1 ? SingleRankPoints(options.Tokens) : CalibrationPoints(options.Tokens),
-                    Repeats = 1, MinBatchMilliseconds = options.CalibrationBatchMilliseconds, CancellationToken = ct,
-                };
-                rows.AddRange(HostCalibrator.MeasureLayer(calibrators.GetRange(0, p), RowsName(calibrationModel, p), calOptions));
-            }
-            layerRounds.Add(rows);
-            headRounds.Add(HostCalibrator.MeasureHeadMs(calibrators[0], new HostCalibrationOptions
-            {
-                Repeats = 1, MinBatchMilliseconds = options.CalibrationBatchMilliseconds, CancellationToken = ct,
-            }));
-            if (transport == default) transport = HostCalibrator.MeasureTransport(ct);
-            return Combine(calibrators[0], calibrationModel, layerRounds, headRounds, transport);
-        }
+            Points = points, Repeats = 1, MinBatchMilliseconds = options.CalibrationBatchMilliseconds, CancellationToken = ct,
+        };
+        void MeasureHead() => headRounds.Add(HostCalibrator.MeasureHeadMs(calibrators[0], PointOptions([])));
         string NameFor(int ranks) => fixedCalibration != null ? calibrationModel : RowsName(calibrationModel, ranks);
 
-        // The searched partitions come from the first calibration; every prediction from the final one.
-        var first = Calibrate("before the runs");
+        // A grid calibration before the runs, for the partition search (KVR-S) only.
+        Calibration planning;
+        if (fixedCalibration != null)
+        {
+            planning = fixedCalibration;
+        }
+        else
+        {
+            progress?.Invoke("calibrating the grid for the partition search");
+            var rows = new List<CalibrationRow>();
+            foreach (int p in rankCounts.Where(p => p > 1))
+                rows.AddRange(HostCalibrator.MeasureLayer(calibrators.GetRange(0, p), RowsName(calibrationModel, p), PointOptions(CalibrationPoints(options.Tokens))));
+            MeasureHead();
+            transport = HostCalibrator.MeasureTransport(ct);
+            planning = Combine(calibrators[0], names, rows.Count > 0 ? [rows] : [], headRounds, transport);
+        }
+
         var hosts = new List<(int Ranks, IRankJobHost Host, PrefillClient Client)>();
         var cases = new List<Case>();
         try
@@ -129,11 +127,13 @@ public static class HostValidation
                     cases.Add(new Case(client, prompt, PrefillStrategyKind.Tsp, PrefillStrategy.Tsp, "even", Partition.Even(c, p)));
                     cases.Add(new Case(client, prompt, PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "even", Partition.Even(c, p)));
                     cases.Add(new Case(client, prompt, PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "searched",
-                        PartitionSearch.Search(new SimulatedTtft(Simulator(first, config, NameFor(p))), c, p).Chunks));
+                        PartitionSearch.Search(new SimulatedTtft(Simulator(planning, config, NameFor(p))), c, p).Chunks));
                 }
             }
 
-            // Round 0 warms every point up (JIT, first touches of weights and caches) and is not kept.
+            // Round 0 warms every point up (JIT, first touches of weights and caches) and is not kept. In the timed
+            // rounds each run is followed by the calibration of exactly the (c, p) points its ranks compute, so each
+            // prediction is made from costs timed next to its own runs, under the same load.
             for (int round = 0; round <= options.Repeats; round++)
             {
                 foreach (var k in cases)
@@ -144,9 +144,12 @@ public static class HostValidation
                     timeout.CancelAfter(TimeSpan.FromMinutes(5));
                     var run = await k.Client.RunAsync(k.Prompt, k.Kind, new PartitionSpec(PartitionKind.Explicit, k.Chunks), 1, null, null, false, null,
                         timeout.Token).ConfigureAwait(false) ?? throw new RunaheadException("host validation must run on the client rank");
-                    if (round > 0) k.Times.Add(run.TtftMs);
+                    if (round == 0) continue;
+                    k.Times.Add(run.TtftMs);
+                    if (fixedCalibration == null)
+                        k.Rows.Add(HostCalibrator.MeasureLayer(calibrators.GetRange(0, k.Chunks.Length), NameFor(k.Chunks.Length), PointOptions(k.Points())));
                 }
-                if (round > 0 && round < options.Repeats) Calibrate($"round {round}");
+                if (round > 0 && fixedCalibration == null) MeasureHead();
             }
         }
         finally
@@ -154,21 +157,42 @@ public static class HostValidation
             foreach (var (_, host, _) in hosts) host.Dispose();
         }
 
-        // The last round's calibration follows its runs, so rounds of runs and of calibration alternate evenly.
-        var final = Calibrate("after the runs");
         var runs = new List<HostRun>();
+        var measured = new List<CalibrationRow>();
         foreach (var k in cases)
         {
-            var sim = Simulator(final, config, NameFor(k.Chunks.Length));
+            var cal = fixedCalibration ?? Combine(calibrators[0], names, k.Rows, headRounds, transport);
+            if (fixedCalibration == null) measured.AddRange(cal.Rows);
+            var sim = Simulator(cal, config, NameFor(k.Chunks.Length));
             runs.Add(new HostRun(k.Kind.ToString(), k.Label, k.Prompt.Length, k.Chunks.Length, k.Chunks, Median(k.Times), sim.Ttft(k.SimKind, k.Chunks) * 1e3,
                 k.Times.Min(), k.Times.Max()));
         }
-        return new HostValidationResult(runs, final, options.Repeats, loadAtStart, LoadAverage());
+        // What was measured, for the record: every case's points (a point two cases share appears once, from the first).
+        var record = fixedCalibration ?? Combine(calibrators[0], names,
+            [measured.DistinctBy(r => (r.Model, r.C, r.P)).ToList()], headRounds, transport);
+        return new HostValidationResult(runs, record, options.Repeats, loadAtStart, LoadAverage());
     }
 
     private sealed record Case(PrefillClient Client, int[] Prompt, PrefillStrategyKind Kind, PrefillStrategy SimKind, string Label, int[] Chunks)
     {
         public List<double> Times { get; } = new();
+
+        /// <summary>Per timed round, the calibration rows of <see cref="Points"/>.</summary>
+        public List<List<CalibrationRow>> Rows { get; } = new();
+
+        /// <summary>The (c, p) each rank computes: its chunk and the keys before it (TSP: every other rank's, dense).</summary>
+        public List<(int C, int P)> Points()
+        {
+            int total = Prompt.Length, prefix = 0;
+            var points = new List<(int C, int P)>();
+            foreach (int c in Chunks)
+            {
+                var point = SimKind == PrefillStrategy.Tsp ? (c, total - c) : (c, prefix);
+                if (!points.Contains(point)) points.Add(point);
+                prefix += c;
+            }
+            return points;
+        }
     }
 
     private static Simulator Simulator(Calibration cal, ModelConfig config, string model)
@@ -215,10 +239,10 @@ public static class HostValidation
     }
 
     /// <summary>Each point's median over the calibration rounds so far.</summary>
-    private static Calibration Combine(Model model, string name, List<List<CalibrationRow>> rounds, List<double> heads, (double Bandwidth, double Latency) transport)
+    private static Calibration Combine(Model model, string[] names, List<List<CalibrationRow>> rounds, List<double> heads, (double Bandwidth, double Latency) transport)
     {
         var rows = new List<CalibrationRow>();
-        for (int i = 0; i < rounds[0].Count; i++)
+        for (int i = 0; i < (rounds.Count == 0 ? 0 : rounds[0].Count); i++)
         {
             var r = rounds[0][i];
             rows.Add(r with
@@ -231,14 +255,14 @@ public static class HostValidation
         return new Calibration
         {
             Source = "measured during the host runs",
-            Device = $"{Environment.ProcessorCount} logical CPUs, {model.Pool.Threads} compute thread(s), {rounds.Count} calibration round(s)",
+            Device = $"{Environment.ProcessorCount} logical CPUs, {model.Pool.Threads} compute thread(s) per rank",
             IsRunaheadFormat = true,
             KvBytesPerElement = sizeof(float),
             TransportBytesPerSecond = transport.Bandwidth,
             TransportLatencySeconds = transport.Latency,
             TransportMethod = "shared-memory communicator, two ranks in one process (8 MiB messages; 64 B ping-pong)",
             Threads = model.Pool.Threads,
-            HeadMs = new Dictionary<string, double> { [name] = Median(heads) },
+            HeadMs = names.ToDictionary(n => n, _ => Median(heads)),
             Rows = rows,
         };
     }

@@ -198,7 +198,7 @@ public static class ReproductionReport
             L("usually either not preempted at all or loses a whole 4 ms time slice, so medians of single runs measure an idle CPU");
             L("while a real prefill spans hundreds of slices); because the calibration for P ranks times P threads computing at once");
             L("(under Linux's per-session CPU share, or with fewer idle cores than ranks, ranks take CPU from each other); and");
-            L("because calibration and runs alternate round by round.");
+            L("because each point is timed right after its own runs, round by round, so both see the same phase of the load.");
         }
         L();
         L("## Regenerating");
