@@ -127,6 +127,8 @@ public static class ReproduceCommand
               $"\"{HostValidation.RowsName(calModel, 2)}\" were timed with 2 threads at once); the LM head and the transport measured alongside; " +
               "KVR-S's partition was searched on a grid calibration made before the runs";
         result.HostRuns = host.Runs;
+        result.HostArguments = $"--host-tokens {string.Join(',', tokens)} --host-ranks {string.Join(',', ranks)} --host-repeats {repeats}" +
+            (batchMs != 100 ? $" --host-calibration-batch {F(batchMs, "0.###")}" : "");
         result.HostSetup = $"Model `{Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath))}`, {threadsPerRank} compute thread per rank, {ranksAs}, " +
             $"on {Environment.ProcessorCount} logical CPUs; {calibrated}; transport {F((cal.TransportBytesPerSecond ?? 0) / 1e9, "0.##")} GB/s and " +
             $"{F((cal.TransportLatencySeconds ?? 0) * 1e6, "0.#")} us per message; measured TTFT is the median of {repeats} rounds after a warm-up round, " +

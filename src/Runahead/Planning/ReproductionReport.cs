@@ -209,7 +209,7 @@ public static class ReproductionReport
         L("    --tokens 1k,4k,16k --ranks 2,4,8 --strategy tsp,kvr --partition searched --link-bandwidth 300GB/s --trace kvr.json");
         L("# the host section (real runs beside the simulator; about 10 minutes on 2 busy cores):");
         L("runahead model synth --arch llama --shape smollm-135m --dtype f32 --out smollm.gguf");
-        L("runahead reproduce --out docs/REPRODUCTION.md --host-model smollm.gguf --host-tokens 512,2048 --host-ranks 1,2 --host-repeats 5");
+        L("runahead reproduce --out docs/REPRODUCTION.md --host-model smollm.gguf " + r.HostArguments);
         L("```");
         return md.ToString();
     }
