@@ -30,7 +30,8 @@ public static class Program
         }
         try
         {
-            return parsed.Invoke(config);
+            // InvokeAsync (not Invoke) so Ctrl-C / SIGTERM cancel the token every async command receives.
+            return parsed.InvokeAsync(config).GetAwaiter().GetResult();
         }
         catch (RunaheadException e)
         {

@@ -26,19 +26,7 @@ public static class BenchGemmCommand
         {
             m, n, k, dtype, threads, compare, repeats, json,
         };
-        cmd.SetAction(parse =>
-        {
-            // System.CommandLine's default handler would print a stack trace before Program.Run could catch this.
-            try
-            {
-                return Execute(parse, m, n, k, dtype, threads, compare, repeats, json);
-            }
-            catch (RunaheadException e)
-            {
-                parse.InvocationConfiguration.Error.WriteLine("runahead: " + e.Message);
-                return 1;
-            }
-        });
+        cmd.SetAction(parse => Execute(parse, m, n, k, dtype, threads, compare, repeats, json));
         return cmd;
     }
 

@@ -29,21 +29,8 @@ public static class BenchPrefillCommand
         {
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
-            try
-            {
-                return await RunAsync(parse.GetValue(model), parse.GetValue(tokens), parse.GetValue(threads), parse.GetValue(repeats),
-                    parse.GetValue(chunk), parse.GetValue(ctxSize), parse.GetValue(json), stdout, stderr, ct).ConfigureAwait(false);
-            }
-            catch (RunaheadException e)
-            {
-                stderr.WriteLine("runahead: " + e.Message);
-                return 1;
-            }
-            catch (OperationCanceledException)
-            {
-                stderr.WriteLine("runahead: cancelled");
-                return 130;
-            }
+            return await RunAsync(parse.GetValue(model), parse.GetValue(tokens), parse.GetValue(threads), parse.GetValue(repeats),
+                parse.GetValue(chunk), parse.GetValue(ctxSize), parse.GetValue(json), stdout, stderr, ct).ConfigureAwait(false);
         });
         return cmd;
     }

@@ -42,7 +42,7 @@ public static class BenchTtftCommand
         };
         prefill.AddTo(cmd, includeStrategy: false);
 
-        cmd.SetAction((parse, ct) => PrefillOptions.GuardAsync(parse, async () =>
+        cmd.SetAction(async (parse, ct) =>
         {
             var settings = new BenchSettings
             {
@@ -77,7 +77,7 @@ public static class BenchTtftCommand
             if (parse.GetValue(json)) WriteJson(stdout, settings, rows);
             else WriteMarkdown(stdout, settings, rows);
             return 0;
-        }));
+        });
         return cmd;
     }
 

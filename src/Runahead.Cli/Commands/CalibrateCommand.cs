@@ -18,7 +18,12 @@ public static class CalibrateCommand
         var tokens = new Option<string>("--tokens") { Description = "Chunk sizes c to measure", DefaultValueFactory = _ => "32,64,128,256,512" };
         var prefix = new Option<string>("--prefix") { Description = "Prefix lengths p to measure", DefaultValueFactory = _ => "0,512,1024,2048,4096" };
         var repeats = new Option<int>("--repeats") { Description = "Timed runs per point (median kept)", DefaultValueFactory = _ => 3 };
-        foreach (var o in new Option[] { model, threads, output, name, tokens, prefix, repeats }) cmd.Options.Add(o);
+        var batch = new Option<double>("--min-batch-ms")
+        {
+            Description = "Shortest timed batch per point in ms (long enough to see this process's CPU share on a busy machine; 0: single runs)",
+            DefaultValueFactory = _ => 100,
+        };
+        foreach (var o in new Option[] { model, threads, output, name, tokens, prefix, repeats, batch }) cmd.Options.Add(o);
         cmd.SetAction((parse, cancellationToken) =>
         {
             var stdout = parse.InvocationConfiguration.Output;
@@ -35,7 +40,9 @@ public static class CalibrateCommand
                         : throw new RunaheadException($"--prefix: '{s}' is not a token count"));
                 string path = parse.GetValue(model)!;
                 string modelName = parse.GetValue(name) ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(path));
-                var options = new HostCalibrationOptions { ChunkTokens = cs, PrefixTokens = ps, Repeats = r, CancellationToken = cancellationToken };
+                double b = parse.GetValue(batch);
+                if (!(b >= 0 && b <= 10_000)) throw new RunaheadException($"--min-batch-ms: {b} must be between 0 and 10000");
+                var options = new HostCalibrationOptions { ChunkTokens = cs, PrefixTokens = ps, Repeats = r, MinBatchMilliseconds = b, CancellationToken = cancellationToken };
                 using var loaded = Model.Load(path, new ModelLoadOptions { Threads = t, MaxChunkTokens = cs.Max(), ContextLength = ps.Max() + cs.Max() });
                 var cal = HostCalibrator.Measure(loaded, modelName, options, m => stderr.WriteLine("measuring " + m));
                 string outPath = parse.GetValue(output)!;

@@ -27,7 +27,7 @@ public static class ModelCommands
         var json = new Option<bool>("--json") { Description = "Print machine-readable JSON" };
         var tensors = new Option<bool>("--tensors") { Description = "List every tensor (default: the global tensors and layer 0)" };
         var cmd = new Command("info", "Show a model's architecture, shapes, dtypes, parameter count and vocabulary") { path, json, tensors };
-        cmd.SetAction(parse => Guard(parse, () =>
+        cmd.SetAction(parse =>
         {
             var output = parse.InvocationConfiguration.Output;
             using var source = WeightSources.Open(parse.GetValue(path)!);
@@ -35,7 +35,7 @@ public static class ModelCommands
             if (parse.GetValue(json)) WriteJson(output, summary);
             else WriteText(output, summary, parse.GetValue(tensors));
             return 0;
-        }));
+        });
         return cmd;
     }
 
@@ -50,7 +50,7 @@ public static class ModelCommands
         var outPath = new Option<string>("--out") { Description = "Output .gguf file", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same file)", DefaultValueFactory = _ => 0 };
         var cmd = new Command("synth", "Write a GGUF model with seeded random weights and a synthetic vocabulary") { arch, shape, dtype, outPath, seed };
-        cmd.SetAction((parse, ct) => Task.FromResult(Guard(parse, () =>
+        cmd.SetAction((parse, ct) => Task.FromResult(Run(() =>
         {
             var architecture = parse.GetValue(arch) == "falcon" ? ModelArchitecture.Falcon : ModelArchitecture.Llama;
             string shapeName = parse.GetValue(shape)!;
@@ -74,7 +74,7 @@ public static class ModelCommands
         var dtype = new Option<string?>("--dtype") { Description = "Store matrices as f32, f16, bf16 or q8_0 (default: as stored)" };
         dtype.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0");
         var cmd = new Command("convert", "Convert a model to GGUF (llama.cpp compatible)") { path, outPath, tokenizer, dtype };
-        cmd.SetAction((parse, ct) => Task.FromResult(Guard(parse, () =>
+        cmd.SetAction((parse, ct) => Task.FromResult(Run(() =>
         {
             using var source = WeightSources.Open(parse.GetValue(path)!);
             var vocab = GgufModelWriter.FindTokenizer(source, parse.GetValue(tokenizer));
@@ -87,27 +87,8 @@ public static class ModelCommands
         return cmd;
     }
 
-    /// <summary>
-    /// User errors become one line on stderr and exit code 1: System.CommandLine's default handler would otherwise
-    /// print a stack trace before Program.Run's own handler sees the exception.
-    /// </summary>
-    private static int Guard(ParseResult parse, Func<int> body)
-    {
-        try
-        {
-            return body();
-        }
-        catch (RunaheadException e)
-        {
-            parse.InvocationConfiguration.Error.WriteLine("runahead: " + e.Message);
-            return 1;
-        }
-        catch (OperationCanceledException)
-        {
-            parse.InvocationConfiguration.Error.WriteLine("runahead: cancelled");
-            return 130;
-        }
-    }
+    /// <summary>Runs a synchronous body as the result of an async action (those receive the cancellation token).</summary>
+    private static int Run(Func<int> body) => body();
 
     private static TensorType ParseType(string s) => s switch
     {

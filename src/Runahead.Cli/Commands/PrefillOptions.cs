@@ -108,28 +108,6 @@ public sealed class PrefillOptions
         command.Options.Add(Sidecar);
     }
 
-    /// <summary>
-    /// Runs a command body so that user errors print as one line (exit 1) and cancellation as "cancelled" (exit 130):
-    /// System.CommandLine would otherwise print an exception with its stack trace.
-    /// </summary>
-    public static async Task<int> GuardAsync(ParseResult parse, Func<Task<int>> body)
-    {
-        try
-        {
-            return await body().ConfigureAwait(false);
-        }
-        catch (RunaheadException e)
-        {
-            parse.InvocationConfiguration.Error.WriteLine("runahead: " + e.Message);
-            return 1;
-        }
-        catch (OperationCanceledException)
-        {
-            parse.InvocationConfiguration.Error.WriteLine("runahead: cancelled");
-            return 130;
-        }
-    }
-
     public static RankTransport ParseTransport(string? text) => (text ?? "shm").Trim().ToLowerInvariant() switch
     {
         "shm" or "shared-memory" => RankTransport.SharedMemory,

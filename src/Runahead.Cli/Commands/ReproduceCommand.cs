@@ -20,8 +20,10 @@ public static class ReproduceCommand
         var hostTokens = new Option<string>("--host-tokens") { Description = "Context lengths of the host runs", DefaultValueFactory = _ => "256,512" };
         var hostRanks = new Option<string>("--host-ranks") { Description = "Rank counts of the host runs", DefaultValueFactory = _ => "2" };
         var hostRepeats = new Option<int>("--host-repeats") { Description = "Timed runs per host point (median kept)", DefaultValueFactory = _ => 5 };
-        var hostCalibration = new Option<string?>("--host-calibration") { Description = "This host's calibration (default: measured now)" };
-        foreach (var o in new Option[] { hostModel, hostTokens, hostRanks, hostRepeats, hostCalibration }) cmd.Options.Add(o);
+        var hostCalibration = new Option<string?>("--host-calibration") { Description = "This host's calibration (default: measured between the rounds of runs)" };
+        var hostTransport = new Option<string>("--host-transport") { Description = "How the host runs' ranks talk: shm (worker processes) or inproc (tasks of this process)", DefaultValueFactory = _ => "shm" };
+        var hostBatch = new Option<double>("--host-calibration-batch") { Description = "Shortest timed batch of the host calibration in ms (spans the scheduler's time slices)", DefaultValueFactory = _ => 100 };
+        foreach (var o in new Option[] { hostModel, hostTokens, hostRanks, hostRepeats, hostCalibration, hostTransport, hostBatch }) cmd.Options.Add(o);
         cmd.Options.Add(calibration);
         cmd.Options.Add(output);
         cmd.Options.Add(scale);
@@ -61,7 +63,14 @@ public static class ReproduceCommand
                             : throw new RunaheadException($"--host-ranks: '{s}' is not a rank count between 1 and 64"));
                     int repeats = parse.GetValue(hostRepeats);
                     if (repeats is < 1 or > 100) throw new RunaheadException($"--host-repeats: {repeats} must be between 1 and 100");
-                    await RunHostAsync(result, modelPath, parse.GetValue(hostCalibration), tokenList, rankList, repeats, stderr, cancellationToken);
+                    var transport = PrefillOptions.ParseTransport(parse.GetValue(hostTransport)) switch
+                    {
+                        Runahead.Distributed.RankTransport.Mpi => throw new RunaheadException("--host-transport: mpi is not supported here; use shm or inproc"),
+                        var t => t,
+                    };
+                    double batch = parse.GetValue(hostBatch);
+                    if (!(batch >= 0 && batch <= 10_000)) throw new RunaheadException($"--host-calibration-batch: {batch} must be between 0 and 10000 ms");
+                    await RunHostAsync(result, modelPath, parse.GetValue(hostCalibration), tokenList, rankList, repeats, transport, batch, figDir, stderr, cancellationToken);
                 }
                 var figures = ReproductionFigures.Write(result, figDir);
                 string markdown = ReproductionReport.Render(result, figures, calPath);
@@ -90,52 +99,56 @@ public static class ReproduceCommand
         return cmd;
     }
 
-    /// <summary>Calibrates this host (unless a calibration is given) and runs real prefills beside the simulator.</summary>
+    /// <summary>Runs real prefills beside the simulator, calibrating this host between the rounds (unless a calibration is given).</summary>
     private static async Task RunHostAsync(ReproductionResult result, string modelPath, string? calibrationPath, int[] tokens, int[] ranks,
-        int repeats, TextWriter log, CancellationToken ct)
+        int repeats, Runahead.Distributed.RankTransport transport, double batchMs, string figDir, TextWriter log, CancellationToken ct)
     {
         const int threadsPerRank = 1;
         string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
-        Calibration hostCal;
-        if (calibrationPath != null)
-        {
-            hostCal = Calibration.Load(calibrationPath);
-        }
-        else
-        {
-            int max = tokens.Max();
-            var cs = new List<int>();
-            for (int c = 16; c < max; c *= 2) cs.Add(c);
-            cs.Add(max);
-            var ps = new List<int> { 0 };
-            for (int p = 64; p < max; p *= 2) ps.Add(p);
-            ps.Add(max);
-            using var model = Runahead.Models.Model.Load(modelPath, new Runahead.Models.ModelLoadOptions { Threads = threadsPerRank, MaxChunkTokens = max, ContextLength = 2 * max });
-            hostCal = HostCalibrator.Measure(model, name, new HostCalibrationOptions { ChunkTokens = cs, PrefixTokens = ps, Repeats = 3, CancellationToken = ct },
-                m => log.WriteLine("calibrating " + m));
-        }
-        string calModel = hostCal.Models.Contains(name, StringComparer.OrdinalIgnoreCase) ? name : hostCal.Models[0];
-        result.HostRuns = await HostValidation.RunAsync(modelPath, hostCal, calModel,
-            new HostValidationOptions { Tokens = tokens, Ranks = ranks, Repeats = repeats, ThreadsPerRank = threadsPerRank, CancellationToken = ct },
-            m => log.WriteLine("host run " + m));
-        result.HostSetup = $"Model `{Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath))}`, {threadsPerRank} compute thread per rank, ranks as tasks of one process " +
-            $"(in-process transport), on {Environment.ProcessorCount} logical CPUs; calibration: {hostCal.Device}, transport " +
-            $"{F((hostCal.TransportBytesPerSecond ?? 0) / 1e9, "0.##")} GB/s and {F((hostCal.TransportLatencySeconds ?? 0) * 1e6, "0.#")} us " +
-            $"({hostCal.TransportMethod ?? "unknown"}); TTFT is the median of {repeats} runs after a warm-up" + LoadAverage() + ".";
+        Calibration? given = calibrationPath != null ? Calibration.Load(calibrationPath) : null;
+        string calModel = given == null || given.Models.Contains(name, StringComparer.OrdinalIgnoreCase) ? name : given.Models[0];
+        string uptimeBefore = Uptime();
+        var host = await HostValidation.RunAsync(modelPath, given, calModel,
+            new HostValidationOptions { Tokens = tokens, Ranks = ranks, Repeats = repeats, ThreadsPerRank = threadsPerRank, Transport = transport,
+                CalibrationBatchMilliseconds = batchMs, CancellationToken = ct },
+            m => log.WriteLine("host " + m));
+        var cal = host.Calibration;
+        // Saved beside the figures, so `runahead simulate --calibration` can replay the simulated column.
+        const string calFile = "host-calibration.json";
+        if (given == null) cal.Save(Path.Combine(figDir, calFile));
+        string ranksAs = transport == Runahead.Distributed.RankTransport.InProcess
+            ? "ranks as tasks of this process (in-process transport)"
+            : "ranks as `runahead worker` processes on the shared-memory transport (started once per rank count, outside TTFT)";
+        string calibrated = given != null
+            ? $"calibration `{Path.GetFileName(calibrationPath)}` ({cal.Device})"
+            : $"calibration measured in this run, next to the runs: in every timed round each run is followed by the timing of exactly the (c, p) " +
+              $"points its ranks compute (one real layer's t_qkv and t_rest, in batches of at least {F(batchMs, "0")} ms, with as many threads at once " +
+              $"as the run has ranks), and each prediction uses the median of its own points over the rounds (saved as figures/{calFile}; rows named " +
+              $"\"{HostValidation.RowsName(calModel, 2)}\" were timed with 2 threads at once); the LM head and the transport measured alongside; " +
+              "KVR-S's partition was searched on a grid calibration made before the runs";
+        result.HostRuns = host.Runs;
+        result.HostArguments = $"--host-tokens {string.Join(',', tokens)} --host-ranks {string.Join(',', ranks)} --host-repeats {repeats}" +
+            (batchMs != 100 ? $" --host-calibration-batch {F(batchMs, "0.###")}" : "");
+        result.HostSetup = $"Model `{Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath))}`, {threadsPerRank} compute thread per rank, {ranksAs}, " +
+            $"on {Environment.ProcessorCount} logical CPUs; {calibrated}; transport {F((cal.TransportBytesPerSecond ?? 0) / 1e9, "0.##")} GB/s and " +
+            $"{F((cal.TransportLatencySeconds ?? 0) * 1e6, "0.#")} us per message; measured TTFT is the median of {repeats} rounds after a warm-up round, " +
+            $"the points taking turns within each round. Machine load (1, 5, 15-minute load averages): {host.LoadAtStart} at the start, " +
+            $"{host.LoadAtEnd} at the end; `uptime` before: `{uptimeBefore}`, after: `{Uptime()}`.";
     }
 
-    /// <summary>The 1-minute load average when the runs ended (Linux), so a busy machine shows in the document.</summary>
-    private static string LoadAverage()
+    /// <summary>What `uptime` says (Linux /proc): the time and the load averages, so a busy machine shows in the document.</summary>
+    private static string Uptime()
     {
         try
         {
-            if (!File.Exists("/proc/loadavg")) return "";
-            var first = File.ReadAllText("/proc/loadavg").Split(' ')[0];
-            return $"; load average {first} when the runs ended";
+            if (!File.Exists("/proc/uptime")) return "unknown";
+            double seconds = double.Parse(File.ReadAllText("/proc/uptime").Split(' ')[0], CultureInfo.InvariantCulture);
+            var up = TimeSpan.FromSeconds(seconds);
+            return $"{DateTime.UtcNow:HH:mm:ss} UTC up {(int)up.TotalHours}:{up.Minutes:00}, load average {HostValidation.LoadAverage()}";
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
         {
-            return "";
+            return "unknown";
         }
     }
 

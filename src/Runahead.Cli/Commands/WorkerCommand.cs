@@ -29,7 +29,7 @@ public static class WorkerCommand
         foreach (var o in new Option[] { rank, transport, program, programAssembly, programArgs, request, model, threads, ranks }) cmd.Options.Add(o);
         links.AddTo(cmd);
         cmd.Subcommands.Add(BuildPing());
-        cmd.SetAction((parse, ct) => Guarded(parse, async () =>
+        cmd.SetAction(async (parse, ct) =>
         {
             var mode = parse.GetValue(transport);
             if (mode == "mpi")
@@ -55,7 +55,7 @@ public static class WorkerCommand
             // Anything a rank program prints must not corrupt the control frames.
             Console.SetOut(Console.Error);
             return await WorkerHost.RunAsync(protocolIn, protocolOut, Console.Error, ct);
-        }));
+        });
         return cmd;
     }
 
@@ -69,7 +69,7 @@ public static class WorkerCommand
         var links = LinkOptions.Create();
         foreach (var o in new Option[] { ranks, transport, size, repeats }) cmd.Options.Add(o);
         links.AddTo(cmd);
-        cmd.SetAction((parse, ct) => Guarded(parse, async () =>
+        cmd.SetAction(async (parse, ct) =>
         {
             var kind = parse.GetValue(transport) switch
             {
@@ -93,24 +93,11 @@ public static class WorkerCommand
                 RingBytes = Math.Max(1L << 20, Math.Min(bytes * 2 + (1 << 16), 256L << 20)),
             };
             return await RunOneJob(options, Encoding.UTF8.GetBytes($"{bytes} {n}"), parse.InvocationConfiguration.Output, ct);
-        }));
+        });
         return cmd;
     }
 
     /// <summary>User errors (bad options, a failed rank) become one line on stderr and exit code 1, never a stack trace.</summary>
-    private static async Task<int> Guarded(ParseResult parse, Func<Task<int>> action)
-    {
-        try
-        {
-            return await action();
-        }
-        catch (RunaheadException e)
-        {
-            parse.InvocationConfiguration.Error.WriteLine("runahead: " + e.Message);
-            return 1;
-        }
-    }
-
     private static async Task<int> RunOneJob(RankPoolOptions options, byte[] request, TextWriter output, CancellationToken ct)
     {
         await using var pool = await RankPool.StartAsync(options, ct);

@@ -13,8 +13,20 @@ public sealed class HostCalibrationOptions
     /// <summary>Prefix lengths p measured.</summary>
     public IReadOnlyList<int> PrefixTokens { get; init; } = [0, 512, 1024, 2048, 4096];
 
-    /// <summary>Timed runs per point after one warm-up; the median is kept.</summary>
+    /// <summary>When set, exactly these (c, p) points instead of every chunk size with every prefix length.</summary>
+    public IReadOnlyList<(int C, int P)>? Points { get; init; }
+
+    /// <summary>Timed batches per point after one warm-up; the median batch is kept.</summary>
     public int Repeats { get; init; } = 3;
+
+    /// <summary>
+    /// Shortest wall time of one timed batch (the body runs back to back until it is reached; the batch's time per
+    /// run is kept). On a shared machine a run shorter than the scheduler's time slice (4 ms at 250 Hz) is mostly
+    /// either not preempted at all or preempted for a whole slice, so the median of single short runs measures an
+    /// idle CPU while a real prefill, hundreds of slices long, gets only its share of the cores. A batch spanning
+    /// many slices measures that share, as the prefill will see it. Zero times single runs.
+    /// </summary>
+    public double MinBatchMilliseconds { get; init; } = 100;
 
     public CancellationToken CancellationToken { get; init; }
 }
@@ -48,63 +60,134 @@ public static class HostCalibrator
     }
 
     /// <summary>t_qkv(c), t(c, p) causal and dense of layer 0, in ms (median of the repeats).</summary>
-    public static List<CalibrationRow> MeasureLayer(Model model, string modelName, HostCalibrationOptions options, Action<string>? progress = null)
+    public static List<CalibrationRow> MeasureLayer(Model model, string modelName, HostCalibrationOptions options, Action<string>? progress = null) =>
+        MeasureLayer([model], modelName, options, progress);
+
+    /// <summary>
+    /// As above with one thread per model, all running the same point at the same time: with P ranks computing at once
+    /// on a machine that gives this process group a fixed CPU share (or fewer cores than ranks x threads), each rank gets
+    /// a part of it, and a calibration for P ranks must be timed that way. The cost is the mean over the threads.
+    /// </summary>
+    public static List<CalibrationRow> MeasureLayer(IReadOnlyList<Model> models, string modelName, HostCalibrationOptions options, Action<string>? progress = null)
     {
-        var cfg = model.Config;
-        int maxC = options.ChunkTokens.Max(), maxP = options.PrefixTokens.Max();
-        if (options.ChunkTokens.Any(c => c < 1) || options.PrefixTokens.Any(p => p < 0))
+        if (models.Count == 0) throw new ArgumentException("at least one model is needed", nameof(models));
+        var points = options.Points ?? options.ChunkTokens.SelectMany(c => options.PrefixTokens.Select(p => (c, p))).ToArray();
+        if (points.Count == 0) throw new RunaheadException("calibration grid: no points to measure");
+        if (points.Any(x => x.C < 1 || x.P < 0))
             throw new RunaheadException("calibration grid: chunk sizes must be >= 1 and prefix lengths >= 0");
-        if (maxC > model.MaxChunkTokens)
-            throw new RunaheadException($"calibration grid: chunk {maxC} is larger than the model's chunk limit {model.MaxChunkTokens}");
-        var layer = model.Layers[0];
-        var ws = model.CreateWorkspace(maxC);
-        var random = new Random(1234);
-        var ids = new int[maxC];
-        for (int i = 0; i < ids.Length; i++) ids[i] = random.Next(cfg.VocabSize);
-        var input = new float[maxC * cfg.Dim];
-        model.Embed(ids, input);
-        var hidden = new float[input.Length];
-        var q = new float[maxC * cfg.QDim];
-        var k = new float[maxC * cfg.KvDim];
-        var v = new float[maxC * cfg.KvDim];
-        long kvLength = checked((long)(maxP + maxC) * cfg.KvDim);
-        if (kvLength > int.MaxValue) throw new RunaheadException("calibration grid: prefix too long for this model's K,V width");
-        var keys = new float[kvLength];
-        var values = new float[kvLength];
-        // Plausible prefix K,V: small random values (attention's cost does not depend on them).
-        for (long i = 0; i < kvLength; i++)
-        {
-            keys[i] = (float)(random.NextDouble() - 0.5) * 0.2f;
-            values[i] = (float)(random.NextDouble() - 0.5) * 0.2f;
-        }
+        int maxC = points.Max(x => x.C), maxP = points.Max(x => x.P);
+        var benches = new LayerBench[models.Count];
+        for (int i = 0; i < benches.Length; i++) benches[i] = new LayerBench(models[i], maxC, maxP);
 
         var rows = new List<CalibrationRow>();
-        var times = new double[Math.Max(1, options.Repeats)];
-        foreach (int c in options.ChunkTokens)
+        int repeats = Math.Max(1, options.Repeats);
+        var ct = options.CancellationToken;
+        foreach (var (c, p) in points)
         {
-            foreach (int p in options.PrefixTokens)
-            {
-                options.CancellationToken.ThrowIfCancellationRequested();
-                progress?.Invoke($"layer c={c} p={p}");
-                int kvRows = c * cfg.KvDim;
-                double qkv = Median(times, () =>
-                {
-                    layer.ComputeQkv(input.AsSpan(0, c * cfg.Dim), c, p, q.AsSpan(0, c * cfg.QDim), k.AsSpan(0, kvRows), v.AsSpan(0, kvRows), ws);
-                });
-                k.AsSpan(0, kvRows).CopyTo(keys.AsSpan(p * cfg.KvDim));
-                v.AsSpan(0, kvRows).CopyTo(values.AsSpan(p * cfg.KvDim));
-                // Finish updates hidden in place, so each run starts from a fresh copy (made outside the timing).
-                double Rest(AttentionMask mask) => Median(times, () =>
-                {
-                    layer.Finish(hidden.AsSpan(0, c * cfg.Dim), c, q.AsSpan(0, c * cfg.QDim), keys.AsSpan(0, (p + c) * cfg.KvDim),
-                        values.AsSpan(0, (p + c) * cfg.KvDim), p, p + c, ws, mask);
-                }, copyCost: () => input.AsSpan(0, c * cfg.Dim).CopyTo(hidden));
-                double causal = Rest(AttentionMask.PrefixCausal);
-                double dense = Rest(AttentionMask.DenseThenMask);
-                rows.Add(new CalibrationRow(modelName, c, p, qkv + causal, qkv + dense, qkv));
-            }
+            ct.ThrowIfCancellationRequested();
+            progress?.Invoke($"layer c={c} p={p}");
+            double qkv = Concurrently(benches.Length, options.MinBatchMilliseconds, repeats, i => () => benches[i].Qkv(c, p), _ => null, ct);
+            foreach (var bench in benches) bench.PlaceOwnKv(c, p);
+            double Rest(AttentionMask mask) => Concurrently(benches.Length, options.MinBatchMilliseconds, repeats,
+                i => () => benches[i].Finish(c, p, mask), i => () => benches[i].ResetHidden(c), ct);
+            double causal = Rest(AttentionMask.PrefixCausal);
+            double dense = Rest(AttentionMask.DenseThenMask);
+            rows.Add(new CalibrationRow(modelName, c, p, qkv + causal, qkv + dense, qkv));
         }
         return rows;
+    }
+
+    /// <summary>One model's layer 0 with its own buffers, so several can be timed on threads at once.</summary>
+    private sealed class LayerBench
+    {
+        private readonly ModelConfig _cfg;
+        private readonly DecoderLayer _layer;
+        private readonly ForwardWorkspace _ws;
+        private readonly float[] _input, _hidden, _q, _k, _v, _keys, _values;
+
+        public LayerBench(Model model, int maxC, int maxP)
+        {
+            _cfg = model.Config;
+            if (maxC > model.MaxChunkTokens)
+                throw new RunaheadException($"calibration grid: chunk {maxC} is larger than the model's chunk limit {model.MaxChunkTokens}");
+            _layer = model.Layers[0];
+            _ws = model.CreateWorkspace(maxC);
+            var random = new Random(1234);
+            var ids = new int[maxC];
+            for (int i = 0; i < ids.Length; i++) ids[i] = random.Next(_cfg.VocabSize);
+            _input = new float[maxC * _cfg.Dim];
+            model.Embed(ids, _input);
+            _hidden = new float[_input.Length];
+            _q = new float[maxC * _cfg.QDim];
+            _k = new float[maxC * _cfg.KvDim];
+            _v = new float[maxC * _cfg.KvDim];
+            long kvLength = checked((long)(maxP + maxC) * _cfg.KvDim);
+            if (kvLength > int.MaxValue) throw new RunaheadException("calibration grid: prefix too long for this model's K,V width");
+            _keys = new float[kvLength];
+            _values = new float[kvLength];
+            // Plausible prefix K,V: small random values (attention's cost does not depend on them).
+            for (long i = 0; i < kvLength; i++)
+            {
+                _keys[i] = (float)(random.NextDouble() - 0.5) * 0.2f;
+                _values[i] = (float)(random.NextDouble() - 0.5) * 0.2f;
+            }
+        }
+
+        public void Qkv(int c, int p) =>
+            _layer.ComputeQkv(_input.AsSpan(0, c * _cfg.Dim), c, p, _q.AsSpan(0, c * _cfg.QDim), _k.AsSpan(0, c * _cfg.KvDim), _v.AsSpan(0, c * _cfg.KvDim), _ws);
+
+        public void PlaceOwnKv(int c, int p)
+        {
+            _k.AsSpan(0, c * _cfg.KvDim).CopyTo(_keys.AsSpan(p * _cfg.KvDim));
+            _v.AsSpan(0, c * _cfg.KvDim).CopyTo(_values.AsSpan(p * _cfg.KvDim));
+        }
+
+        /// <summary>Finish updates hidden in place, so each run starts from a fresh copy (its cost is taken off the timing).</summary>
+        public void ResetHidden(int c) => _input.AsSpan(0, c * _cfg.Dim).CopyTo(_hidden);
+
+        public void Finish(int c, int p, AttentionMask mask) =>
+            _layer.Finish(_hidden.AsSpan(0, c * _cfg.Dim), c, _q.AsSpan(0, c * _cfg.QDim), _keys.AsSpan(0, (p + c) * _cfg.KvDim),
+                _values.AsSpan(0, (p + c) * _cfg.KvDim), p, p + c, _ws, mask);
+    }
+
+    /// <summary>
+    /// <see cref="Median"/> of the same work on <paramref name="threads"/> threads at once (batch by batch, in step),
+    /// the mean over the threads; one thread runs on the caller.
+    /// </summary>
+    private static double Concurrently(int threads, double minBatchMs, int repeats, Func<int, Action> body, Func<int, Action?> untimed, CancellationToken ct)
+    {
+        if (threads == 1) return Median(new double[repeats], minBatchMs, body(0), untimed(0));
+        using var barrier = new Barrier(threads);
+        var results = new double[threads];
+        var errors = new Exception?[threads];
+        var workers = new Thread[threads];
+        for (int i = 0; i < threads; i++)
+        {
+            int id = i;
+            workers[i] = new Thread(() =>
+            {
+                try
+                {
+                    results[id] = Median(new double[repeats], minBatchMs, body(id), untimed(id), barrier, ct);
+                }
+                catch (Exception e)
+                {
+                    errors[id] = e;
+                    try { barrier.RemoveParticipant(); } catch (InvalidOperationException) { }
+                }
+            }) { IsBackground = true, Name = $"calibrate {id}" };
+            workers[i].Start();
+        }
+        foreach (var w in workers)
+            if (!w.Join(TimeSpan.FromMinutes(10))) throw new RunaheadException("calibration: a measuring thread did not finish within 10 minutes");
+        foreach (var e in errors)
+        {
+            if (e is OperationCanceledException) throw e;
+            if (e != null) throw new RunaheadException($"calibration failed on a measuring thread: {e.Message}");
+        }
+        double sum = 0;
+        foreach (double r in results) sum += r;
+        return sum / threads;
     }
 
     /// <summary>Final norm and LM head for one position, in ms.</summary>
@@ -115,7 +198,7 @@ public static class HostCalibrator
         model.Embed([0], hidden);
         var logits = new float[model.Config.VocabSize];
         var times = new double[Math.Max(1, options.Repeats)];
-        return Median(times, () => model.Logits(hidden, 1, logits, ws));
+        return Median(times, options.MinBatchMilliseconds, () => model.Logits(hidden, 1, logits, ws));
     }
 
     /// <summary>
@@ -183,17 +266,48 @@ public static class HostCalibrator
         return (bandwidth, latency);
     }
 
-    /// <summary>Median wall time in ms of <paramref name="body"/> after one warm-up; copyCost runs untimed before each.</summary>
-    private static double Median(double[] times, Action body, Action? copyCost = null)
+    /// <summary>
+    /// Median over the batches of the wall time in ms per run of <paramref name="body"/>, after one warm-up run.
+    /// Each batch runs the body back to back until <paramref name="minBatchMs"/> have passed (at least once).
+    /// <paramref name="untimed"/> runs before every body run; its own cost is measured alone and taken off the batch
+    /// (it is a copy of the layer's input, a fraction of a percent of the layer, but not part of it).
+    /// </summary>
+    private static double Median(double[] times, double minBatchMs, Action body, Action? untimed = null, Barrier? inStep = null,
+        CancellationToken ct = default)
     {
-        copyCost?.Invoke();
+        untimed?.Invoke();
         body();
+        double untimedMs = 0;
+        if (untimed != null && minBatchMs > 0)
+        {
+            long s = Stopwatch.GetTimestamp();
+            for (int i = 0; i < 8; i++) untimed();
+            untimedMs = Stopwatch.GetElapsedTime(s).TotalMilliseconds / 8;
+        }
         for (int i = 0; i < times.Length; i++)
         {
-            copyCost?.Invoke();
-            long start = Stopwatch.GetTimestamp();
-            body();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (inStep != null && !inStep.SignalAndWait(TimeSpan.FromMinutes(5), ct))
+                throw new RunaheadException("calibration: the measuring threads lost step for 5 minutes");
+            if (minBatchMs <= 0)
+            {
+                untimed?.Invoke();
+                long start = Stopwatch.GetTimestamp();
+                body();
+                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                continue;
+            }
+            long batchStart = Stopwatch.GetTimestamp();
+            int runs = 0;
+            double elapsed;
+            do
+            {
+                untimed?.Invoke();
+                body();
+                runs++;
+                elapsed = Stopwatch.GetElapsedTime(batchStart).TotalMilliseconds;
+            }
+            while (elapsed < minBatchMs);
+            times[i] = elapsed / runs - untimedMs;
         }
         Array.Sort(times);
         return Math.Max(1e-6, times[times.Length / 2]);

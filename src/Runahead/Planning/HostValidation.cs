@@ -1,80 +1,293 @@
+using Runahead.Distributed;
 using Runahead.Models;
 using Runahead.Prefill;
 
 namespace Runahead.Planning;
 
 /// <summary>One real prefill on this host beside the simulator's prediction for the same point.</summary>
-public sealed record HostRun(string Strategy, string PartitionLabel, int Tokens, int Ranks, int[] Chunks, double MeasuredMs, double SimulatedMs)
+public sealed record HostRun(string Strategy, string PartitionLabel, int Tokens, int Ranks, int[] Chunks, double MeasuredMs, double SimulatedMs,
+    double MeasuredMinMs = double.NaN, double MeasuredMaxMs = double.NaN)
 {
     public double Error => SimulatedMs / MeasuredMs - 1;
 }
+
+/// <summary>The real runs, the calibration the simulator used for them, and the machine's load while they ran.</summary>
+public sealed record HostValidationResult(IReadOnlyList<HostRun> Runs, Calibration Calibration, int Rounds, string LoadAtStart, string LoadAtEnd);
 
 public sealed class HostValidationOptions
 {
     public IReadOnlyList<int> Tokens { get; init; } = [256, 512];
     public IReadOnlyList<int> Ranks { get; init; } = [2];
+
+    /// <summary>Timed rounds: each times every point once (the median is kept) and, when calibrating, re-measures the layer.</summary>
     public int Repeats { get; init; } = 5;
     public int ThreadsPerRank { get; init; } = 1;
+
+    /// <summary>How the ranks talk: worker processes over shared memory (the default), or tasks of this process.</summary>
+    public RankTransport Transport { get; init; } = RankTransport.SharedMemory;
+
+    /// <summary>Shortest timed batch of the calibration (see <see cref="HostCalibrationOptions.MinBatchMilliseconds"/>).</summary>
+    public double CalibrationBatchMilliseconds { get; init; } = 100;
     public CancellationToken CancellationToken { get; init; }
 }
 
 /// <summary>
-/// Runs real prefills (the runtime's in-process ranks: one task and one compute pool per rank) of single, TSP,
-/// KVR-E and KVR-S on this host, and the simulator with this host's calibration, at the same points. TTFT is the
-/// median of the repeats after a warm-up. The host's ranks share its cores with everything else running, so the
-/// comparison only means something when the ranks x threads fit the idle cores.
+/// Runs real prefills on this host (single on one rank; TSP, KVR-E and KVR-S on more) through the runtime's rank
+/// hosts, and the simulator on a calibration of this host at the same points. Without a given calibration the layer
+/// is calibrated in every round, between the rounds of real runs, so that both see the same phases of a shared
+/// machine's load; each calibration point is then the median over the rounds, as each TTFT is.
 /// </summary>
 public static class HostValidation
 {
-    public static async Task<List<HostRun>> RunAsync(string modelPath, Calibration hostCalibration, string calibrationModel,
+    /// <param name="fixedCalibration">This host's calibration; null: measured here, round by round.</param>
+    public static async Task<HostValidationResult> RunAsync(string modelPath, Calibration? fixedCalibration, string calibrationModel,
         HostValidationOptions options, Action<string>? progress = null)
     {
-        var ct = options.CancellationToken;
+        if (options.Tokens.Count == 0 || options.Ranks.Count == 0) throw new RunaheadException("host validation: no context lengths or rank counts given");
+        if (options.Repeats < 1) throw new RunaheadException($"host validation: {options.Repeats} repeats, at least 1 needed");
         int maxTokens = options.Tokens.Max();
-        Model LoadOne() => Model.Load(modelPath, new ModelLoadOptions { Threads = options.ThreadsPerRank, MaxChunkTokens = maxTokens });
         ModelConfig config;
-        using (var probe = LoadOne()) config = probe.Config;
+        using (var probe = Model.Load(modelPath, new ModelLoadOptions { Threads = 1 })) config = probe.Config;
         if (maxTokens > config.ContextLength) throw new RunaheadException($"{modelPath}: {maxTokens} tokens exceed the model's context of {config.ContextLength}");
-        var cost = hostCalibration.CostModel(config, calibrationModel, CostSource.Hybrid);
-        var links = LinkTopology.Uniform(hostCalibration.TransportBytesPerSecond ?? double.PositiveInfinity, hostCalibration.TransportLatencySeconds ?? 0);
-        var sim = new Simulator(cost, links);
-        var random = new Random(7);
-        var runs = new List<HostRun>();
-        foreach (int p in options.Ranks)
+        string loadAtStart = LoadAverage();
+
+        // One model per rank of the largest rank count: a P-rank calibration times P threads at once, one per model.
+        var rankCounts = options.Ranks.Distinct().Order().ToArray();
+        var calibrators = new List<Model>();
+        try
         {
-            foreach (int c in options.Tokens)
+            if (fixedCalibration == null)
+                for (int i = 0; i < rankCounts[^1]; i++)
+                    calibrators.Add(Model.Load(modelPath, new ModelLoadOptions { Threads = options.ThreadsPerRank, MaxChunkTokens = maxTokens, ContextLength = 2 * maxTokens }));
+            return await RunAsync(modelPath, fixedCalibration, calibrationModel, options, progress, config, rankCounts, calibrators, loadAtStart).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var m in calibrators) m.Dispose();
+        }
+    }
+
+    /// <summary>The name of the calibration rows measured with <paramref name="ranks"/> ranks computing at once.</summary>
+    public static string RowsName(string model, int ranks) => ranks == 1 ? model : $"{model} x{ranks} at once";
+
+    private static async Task<HostValidationResult> RunAsync(string modelPath, Calibration? fixedCalibration, string calibrationModel,
+        HostValidationOptions options, Action<string>? progress, ModelConfig config, int[] rankCounts, List<Model> calibrators, string loadAtStart)
+    {
+        var ct = options.CancellationToken;
+        var headRounds = new List<double>();
+        (double Bandwidth, double Latency) transport = default;
+        var names = rankCounts.Select(p => RowsName(calibrationModel, p)).ToArray();
+        HostCalibrationOptions PointOptions(IReadOnlyList<(int C, int P)> points) => new()
+        {
+            Points = points, Repeats = 1, MinBatchMilliseconds = options.CalibrationBatchMilliseconds, CancellationToken = ct,
+        };
+        void MeasureHead() => headRounds.Add(HostCalibrator.MeasureHeadMs(calibrators[0], PointOptions([])));
+        string NameFor(int ranks) => fixedCalibration != null ? calibrationModel : RowsName(calibrationModel, ranks);
+
+        // A grid calibration before the runs, for the partition search (KVR-S) only.
+        Calibration planning;
+        if (fixedCalibration != null)
+        {
+            planning = fixedCalibration;
+        }
+        else
+        {
+            progress?.Invoke("calibrating the grid for the partition search");
+            var rows = new List<CalibrationRow>();
+            foreach (int p in rankCounts.Where(p => p > 1))
+                rows.AddRange(HostCalibrator.MeasureLayer(calibrators.GetRange(0, p), RowsName(calibrationModel, p), PointOptions(CalibrationPoints(options.Tokens))));
+            MeasureHead();
+            transport = HostCalibrator.MeasureTransport(ct);
+            planning = Combine(calibrators[0], names, rows.Count > 0 ? [rows] : [], headRounds, transport);
+        }
+
+        var hosts = new List<(int Ranks, IRankJobHost Host, PrefillClient Client)>();
+        var cases = new List<Case>();
+        try
+        {
+            foreach (int p in rankCounts)
             {
-                var prompt = new int[c];
-                for (int i = 0; i < c; i++) prompt[i] = random.Next(config.VocabSize);
-                var searched = PartitionSearch.Search(new SimulatedTtft(sim), c, p).Chunks;
-                var cases = new List<(PrefillStrategyKind Kind, PrefillStrategy Sim, string Label, int[] Chunks)>
+                progress?.Invoke($"starting {p} rank(s) ({options.Transport})");
+                var host = await RankJobHosts.CreateAsync(options.Transport, modelPath, p, options.ThreadsPerRank, null, null, ct).ConfigureAwait(false);
+                hosts.Add((p, host, new PrefillClient(host)));
+            }
+            var random = new Random(7);
+            foreach (var (p, _, client) in hosts)
+            {
+                foreach (int c in options.Tokens)
                 {
-                    (PrefillStrategyKind.Single, PrefillStrategy.Single, "-", [c]),
-                };
-                if (p > 1)
-                {
-                    cases.Add((PrefillStrategyKind.Tsp, PrefillStrategy.Tsp, "even", Partition.Even(c, p)));
-                    cases.Add((PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "even", Partition.Even(c, p)));
-                    cases.Add((PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "searched", searched));
+                    if (c < p) throw new RunaheadException($"host validation: {c} tokens cannot be split over {p} ranks");
+                    var prompt = new int[c];
+                    for (int i = 0; i < c; i++) prompt[i] = random.Next(config.VocabSize);
+                    if (p == 1)
+                    {
+                        cases.Add(new Case(client, prompt, PrefillStrategyKind.Single, PrefillStrategy.Single, "-", [c]));
+                        continue;
+                    }
+                    cases.Add(new Case(client, prompt, PrefillStrategyKind.Tsp, PrefillStrategy.Tsp, "even", Partition.Even(c, p)));
+                    cases.Add(new Case(client, prompt, PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "even", Partition.Even(c, p)));
+                    cases.Add(new Case(client, prompt, PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "searched",
+                        PartitionSearch.Search(new SimulatedTtft(Simulator(planning, config, NameFor(p))), c, p).Chunks));
                 }
-                foreach (var (kind, simKind, label, chunks) in cases)
+            }
+
+            // Round 0 warms every point up (JIT, first touches of weights and caches) and is not kept. In the timed
+            // rounds each run is followed by the calibration of exactly the (c, p) points its ranks compute, so each
+            // prediction is made from costs timed next to its own runs, under the same load.
+            for (int round = 0; round <= options.Repeats; round++)
+            {
+                foreach (var k in cases)
                 {
                     ct.ThrowIfCancellationRequested();
-                    progress?.Invoke($"{kind} {label} P={chunks.Length} C={c}");
-                    var models = new Model[chunks.Length];
-                    for (int r = 0; r < models.Length; r++) models[r] = LoadOne();
-                    using var prefill = new InProcessParallelPrefill(kind, models, new PartitionSpec(PartitionKind.Explicit, chunks), ownsModels: true);
-                    var times = new double[Math.Max(1, options.Repeats)];
+                    progress?.Invoke($"round {round}/{options.Repeats}: {k.Kind} {k.Label} P={k.Chunks.Length} C={k.Prompt.Length}");
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
                     timeout.CancelAfter(TimeSpan.FromMinutes(5));
-                    await prefill.PrefillAsync(prompt, c, timeout.Token).ConfigureAwait(false);
-                    for (int i = 0; i < times.Length; i++)
-                        times[i] = (await prefill.PrefillAsync(prompt, c, timeout.Token).ConfigureAwait(false)).TtftMs;
-                    Array.Sort(times);
-                    runs.Add(new HostRun(kind.ToString(), label, c, chunks.Length, chunks, times[times.Length / 2], sim.Ttft(simKind, chunks) * 1e3));
+                    var run = await k.Client.RunAsync(k.Prompt, k.Kind, new PartitionSpec(PartitionKind.Explicit, k.Chunks), 1, null, null, false, null,
+                        timeout.Token).ConfigureAwait(false) ?? throw new RunaheadException("host validation must run on the client rank");
+                    if (round == 0) continue;
+                    k.Times.Add(run.TtftMs);
+                    if (fixedCalibration == null)
+                        k.Rows.Add(HostCalibrator.MeasureLayer(calibrators.GetRange(0, k.Chunks.Length), NameFor(k.Chunks.Length), PointOptions(k.Points())));
+                }
+                if (round > 0 && fixedCalibration == null) MeasureHead();
+            }
+        }
+        finally
+        {
+            foreach (var (_, host, _) in hosts) host.Dispose();
+        }
+
+        var runs = new List<HostRun>();
+        var measured = new List<CalibrationRow>();
+        foreach (var k in cases)
+        {
+            var cal = fixedCalibration ?? Combine(calibrators[0], names, k.Rows, headRounds, transport);
+            if (fixedCalibration == null) measured.AddRange(cal.Rows);
+            var sim = Simulator(cal, config, NameFor(k.Chunks.Length));
+            runs.Add(new HostRun(k.Kind.ToString(), k.Label, k.Prompt.Length, k.Chunks.Length, k.Chunks, Median(k.Times), sim.Ttft(k.SimKind, k.Chunks) * 1e3,
+                k.Times.Min(), k.Times.Max()));
+        }
+        // What was measured, for the record: every case's points (a point two cases share appears once, from the first).
+        var record = fixedCalibration ?? Combine(calibrators[0], names,
+            [measured.DistinctBy(r => (r.Model, r.C, r.P)).ToList()], headRounds, transport);
+        return new HostValidationResult(runs, record, options.Repeats, loadAtStart, LoadAverage());
+    }
+
+    private sealed record Case(PrefillClient Client, int[] Prompt, PrefillStrategyKind Kind, PrefillStrategy SimKind, string Label, int[] Chunks)
+    {
+        public List<double> Times { get; } = new();
+
+        /// <summary>Per timed round, the calibration rows of <see cref="Points"/>.</summary>
+        public List<List<CalibrationRow>> Rows { get; } = new();
+
+        /// <summary>The (c, p) each rank computes: its chunk and the keys before it (TSP: every other rank's, dense).</summary>
+        public List<(int C, int P)> Points()
+        {
+            int total = Prompt.Length, prefix = 0;
+            var points = new List<(int C, int P)>();
+            foreach (int c in Chunks)
+            {
+                var point = SimKind == PrefillStrategy.Tsp ? (c, total - c) : (c, prefix);
+                if (!points.Contains(point)) points.Add(point);
+                prefix += c;
+            }
+            return points;
+        }
+    }
+
+    private static Simulator Simulator(Calibration cal, ModelConfig config, string model)
+    {
+        var cost = cal.CostModel(config, model, CostSource.Hybrid);
+        var links = LinkTopology.Uniform(cal.TransportBytesPerSecond ?? double.PositiveInfinity, cal.TransportLatencySeconds ?? 0);
+        return new Simulator(cost, links);
+    }
+
+    /// <summary>
+    /// The (c, p) points the runs need for each context length C: chunks of C/4 to C with prefixes up to slightly past
+    /// C - c (two-rank splits lie on c + p = C, and interpolating between rows needs each row to reach past it).
+    /// </summary>
+    public static List<(int C, int P)> CalibrationPoints(IReadOnlyList<int> tokens)
+    {
+        var points = new SortedSet<(int C, int P)>();
+        foreach (int total in tokens)
+        {
+            int[] eighths = [2, 3, 4, 5, 6, 8];
+            foreach (int ce in eighths)
+            {
+                int c = Math.Max(1, total * ce / 8);
+                points.Add((c, 0));
+                foreach (int pe in eighths)
+                {
+                    int p = total * pe / 8;
+                    if (ce + pe <= 9 && p > 0) points.Add((c, p));
                 }
             }
         }
-        return runs;
+        return points.ToList();
+    }
+
+    /// <summary>One rank runs the whole prompt: its chunk with no prefix (and half of it, so the fit has two sizes).</summary>
+    public static List<(int C, int P)> SingleRankPoints(IReadOnlyList<int> tokens)
+    {
+        var points = new SortedSet<(int C, int P)>();
+        foreach (int total in tokens)
+        {
+            points.Add((Math.Max(1, total / 2), 0));
+            points.Add((total, 0));
+        }
+        return points.ToList();
+    }
+
+    /// <summary>Each point's median over the calibration rounds so far.</summary>
+    private static Calibration Combine(Model model, string[] names, List<List<CalibrationRow>> rounds, List<double> heads, (double Bandwidth, double Latency) transport)
+    {
+        var rows = new List<CalibrationRow>();
+        for (int i = 0; i < (rounds.Count == 0 ? 0 : rounds[0].Count); i++)
+        {
+            var r = rounds[0][i];
+            rows.Add(r with
+            {
+                CausalMs = Median(rounds.Select(x => x[i].CausalMs)),
+                DenseMs = Median(rounds.Select(x => x[i].DenseMs)),
+                QkvMs = Median(rounds.Select(x => x[i].QkvMs)),
+            });
+        }
+        return new Calibration
+        {
+            Source = "measured during the host runs",
+            Device = $"{Environment.ProcessorCount} logical CPUs, {model.Pool.Threads} compute thread(s) per rank",
+            IsRunaheadFormat = true,
+            KvBytesPerElement = sizeof(float),
+            TransportBytesPerSecond = transport.Bandwidth,
+            TransportLatencySeconds = transport.Latency,
+            TransportMethod = "shared-memory communicator, two ranks in one process (8 MiB messages; 64 B ping-pong)",
+            Threads = model.Pool.Threads,
+            HeadMs = names.ToDictionary(n => n, _ => Median(heads)),
+            Rows = rows,
+        };
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.ToArray();
+        if (sorted.Length == 0) throw new RunaheadException("host validation: no timed runs");
+        Array.Sort(sorted);
+        int n = sorted.Length;
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    }
+
+    /// <summary>/proc/loadavg's three averages (Linux), or "unknown".</summary>
+    public static string LoadAverage()
+    {
+        try
+        {
+            if (!File.Exists("/proc/loadavg")) return "unknown";
+            var parts = File.ReadAllText("/proc/loadavg").Split(' ');
+            return parts.Length >= 3 ? $"{parts[0]} {parts[1]} {parts[2]}" : "unknown";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "unknown";
+        }
     }
 }

@@ -173,10 +173,10 @@ public static class ReproductionReport
         {
             L(Escape(r.HostSetup));
             L();
-            L("| strategy | partition | P | C | chunks | measured TTFT ms | simulated ms | simulated / measured - 1 |");
-            L("|---|---|---|---|---|---|---|---|");
+            L("| strategy | partition | P | C | chunks | measured TTFT ms (median) | measured min..max ms | simulated ms | simulated / measured - 1 |");
+            L("|---|---|---|---|---|---|---|---|---|");
             foreach (var h in r.HostRuns)
-                L($"| {h.Strategy} | {h.PartitionLabel} | {h.Ranks} | {h.Tokens} | {string.Join('/', h.Chunks)} | {F(h.MeasuredMs, "0.000")} | {F(h.SimulatedMs, "0.000")} | {Signed(h.Error)} |");
+                L($"| {h.Strategy} | {h.PartitionLabel} | {h.Ranks} | {h.Tokens} | {string.Join('/', h.Chunks)} | {F(h.MeasuredMs, "0.0")} | {F(h.MeasuredMinMs, "0.0")}..{F(h.MeasuredMaxMs, "0.0")} | {F(h.SimulatedMs, "0.0")} | {Signed(h.Error)} |");
             L();
             int within = r.HostRuns.Count(h => Math.Abs(h.Error) <= 0.15);
             L($"{within} of {r.HostRuns.Count} points are within 15 % (the target). Ratios between strategies, measured and simulated:");
@@ -192,8 +192,13 @@ public static class ReproductionReport
                 L($"| {g.Key.Ranks} | {g.Key.Tokens} | {F(tsp.MeasuredMs / searched.MeasuredMs)}x | {F(tsp.SimulatedMs / searched.SimulatedMs)}x | {F(even.MeasuredMs / searched.MeasuredMs)}x | {F(even.SimulatedMs / searched.SimulatedMs)}x |");
             }
             L();
-            L("The host's ranks are tasks of one process sharing its cores with whatever else runs; where ranks x threads exceed the");
-            L("idle cores, ranks slow each other down and the simulator (which assumes each rank has its own cores) is optimistic.");
+            L("Every rank has one compute thread and the host's cores are shared with whatever else runs (see the load above).");
+            L("The simulator has no notion of that load: it is in the calibration, because each calibration point is timed over");
+            L("batches of at least 100 ms (by default), long enough to see the CPU share a process really gets (a single run of a few ms is");
+            L("usually either not preempted at all or loses a whole 4 ms time slice, so medians of single runs measure an idle CPU");
+            L("while a real prefill spans hundreds of slices); because the calibration for P ranks times P threads computing at once");
+            L("(under Linux's per-session CPU share, or with fewer idle cores than ranks, ranks take CPU from each other); and");
+            L("because each point is timed right after its own runs, round by round, so both see the same phase of the load.");
         }
         L();
         L("## Regenerating");
@@ -202,6 +207,9 @@ public static class ReproductionReport
         L("runahead reproduce --calibration ../shared/calibration/h200-layer-costs.json --out docs/REPRODUCTION.md");
         L("runahead simulate --calibration ../shared/calibration/h200-layer-costs.json --model-shape llama2-7b \\");
         L("    --tokens 1k,4k,16k --ranks 2,4,8 --strategy tsp,kvr --partition searched --link-bandwidth 300GB/s --trace kvr.json");
+        L("# the host section (real runs beside the simulator; about 10 minutes on 2 busy cores):");
+        L("runahead model synth --arch llama --shape smollm-135m --dtype f32 --out smollm.gguf");
+        L("runahead reproduce --out docs/REPRODUCTION.md --host-model smollm.gguf " + r.HostArguments);
         L("```");
         return md.ToString();
     }

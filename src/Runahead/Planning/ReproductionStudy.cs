@@ -73,6 +73,9 @@ public sealed class ReproductionResult
 
     /// <summary>What the host runs used: model, calibration, threads (for the document).</summary>
     public string HostSetup { get; set; } = "";
+
+    /// <summary>The host options of the command that produced the runs (for the regenerating section).</summary>
+    public string HostArguments { get; set; } = "--host-tokens 512,2048 --host-ranks 1,2 --host-repeats 5";
 }
 
 /// <summary>

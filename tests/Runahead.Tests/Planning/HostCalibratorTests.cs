@@ -79,16 +79,54 @@ public class HostValidationTests
             var doc = Path.Combine(dir.FullName, "REPRODUCTION.md");
             var stderr = new StringWriter();
             int code = Program.Run(["reproduce", "--calibration", PlanningData.H200Path(), "--out", doc, "--scale", "tiny",
-                "--host-model", model, "--host-tokens", "32", "--host-ranks", "2", "--host-repeats", "1"], new StringWriter(), stderr);
+                "--host-model", model, "--host-tokens", "32", "--host-ranks", "1,2", "--host-repeats", "1", "--host-calibration-batch", "0"],
+                new StringWriter(), stderr);
             Assert.True(code == 0, stderr.ToString());
             var text = File.ReadAllText(doc);
             Assert.DoesNotContain("**Not done yet**", text);
+            Assert.Contains("| Single | - | 1 | 32 | 32 |", text);
             Assert.Contains("| Kvr | searched | 2 | 32 |", text);
             Assert.Contains("| Tsp | even | 2 | 32 | 16/16 |", text);
+            Assert.Contains("shared-memory transport", text);
+            Assert.Contains("load average", text);
+            Assert.Matches(@"\d+ of 4 points are within 15 %", text);
         }
         finally
         {
             dir.Delete(true);
+        }
+    }
+}
+
+public class HostValidationPointsTests
+{
+    [Fact]
+    public void TwoRankPointsLetEveryRowReachPastTheSplitDiagonal()
+    {
+        var points = HostValidation.CalibrationPoints([512]);
+        Assert.Contains((512, 0), points);
+        Assert.Contains((256, 256), points);
+        Assert.Contains((256, 320), points);
+        Assert.DoesNotContain((512, 64), points);
+        Assert.All(points, x => Assert.True(x.C + x.P <= 576, x.ToString()));
+        Assert.Equal([(256, 0), (512, 0)], HostValidation.SingleRankPoints([512]));
+    }
+
+    [SkippableFact]
+    public void ConcurrentCalibrationTimesOneRowPerPointWithEveryThread()
+    {
+        var path = Fixtures.Path("gguf/stories260K.gguf");
+        var models = new[] { 0, 1 }.Select(_ => Model.Load(path, new ModelLoadOptions { Threads = 1, MaxChunkTokens = 16, ContextLength = 80 })).ToArray();
+        try
+        {
+            var rows = HostCalibrator.MeasureLayer(models, "x2", new HostCalibrationOptions { Points = [(16, 0), (8, 32)], Repeats = 2, MinBatchMilliseconds = 2 });
+            Assert.Equal(2, rows.Count);
+            Assert.All(rows, r => Assert.True(r.QkvMs > 0 && r.CausalMs > r.QkvMs && r.DenseMs > r.QkvMs, r.ToString()));
+            Assert.Equal((8, 32), (rows[1].C, rows[1].P));
+        }
+        finally
+        {
+            foreach (var m in models) m.Dispose();
         }
     }
 }
