@@ -26,7 +26,7 @@ public sealed class LinearWeight
     public int InFeatures { get; }
     public TensorType StoredType { get; }
 
-    /// <summary>Bytes held by the packed panels (what this weight costs in memory).</summary>
+    /// <summary>Bytes of the packed panels (what this weight costs in memory; shared with other processes when <see cref="IsMapped"/>).</summary>
     public long MemoryBytes { get; }
 
     /// <summary>Whether the panels are in a shared read-only mapping (a packed-weight cache) rather than private arrays.</summary>
