@@ -10,10 +10,13 @@ internal static class JsonFiles
     {
         try
         {
-            var fi = new FileInfo(path);
-            if (!fi.Exists) throw new InvalidModelFileException(path, "file not found");
-            if (fi.Length > maxBytes) throw new InvalidModelFileException(path, $"{fi.Length} bytes is absurdly large for this file");
-            return File.ReadAllBytes(path);
+            if (!File.Exists(path)) throw new InvalidModelFileException(path, "file not found");
+            // The size of the opened file, not of the path (a symlink's own size is not its target's).
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            if (stream.Length > maxBytes) throw new InvalidModelFileException(path, $"{stream.Length} bytes is absurdly large for this file");
+            var bytes = new byte[stream.Length];
+            stream.ReadExactly(bytes);
+            return bytes;
         }
         catch (Exception e) when (e is not RunaheadException)
         {

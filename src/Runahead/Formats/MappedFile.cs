@@ -27,23 +27,36 @@ public sealed unsafe class MappedFile : IDisposable
 
     public static MappedFile Open(string path)
     {
-        long size;
+        if (Directory.Exists(path)) throw new InvalidModelFileException(path, "is a folder, not a file");
+        FileStream stream;
         try
         {
-            var fi = new FileInfo(path);
-            if (!fi.Exists) throw new InvalidModelFileException(path, Directory.Exists(path) ? "is a folder, not a file" : "file not found");
-            size = fi.Length;
+            // The size comes from the opened file, not from the path: a symlink's own size is not the model's.
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         }
-        catch (Exception e) when (e is not RunaheadException)
+        catch (FileNotFoundException)
         {
-            throw new InvalidModelFileException(path, e.Message);
+            throw new InvalidModelFileException(path, "file not found");
         }
-        if (size == 0) throw new InvalidModelFileException(path, "file is empty");
+        catch (DirectoryNotFoundException)
+        {
+            throw new InvalidModelFileException(path, "file not found");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidModelFileException(path, "cannot open: " + e.Message);
+        }
+        long size = stream.Length;
+        if (size == 0)
+        {
+            stream.Dispose();
+            throw new InvalidModelFileException(path, "file is empty");
+        }
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         try
         {
-            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             byte* p = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
@@ -53,7 +66,7 @@ public sealed unsafe class MappedFile : IDisposable
         catch (Exception e)
         {
             view?.Dispose();
-            map?.Dispose();
+            if (map != null) map.Dispose(); else stream.Dispose();
             throw new InvalidModelFileException(path, "cannot open: " + e.Message);
         }
     }
