@@ -135,7 +135,7 @@ public sealed class GenerateCommandTests : IDisposable
         AssertError("--prompt-file", "generate", "--model", model, "--prompt-file", Path.Combine(_dir, "nope.txt"));
     }
 
-    private sealed class RecordingWriter : StringWriter
+    internal sealed class RecordingWriter : StringWriter
     {
         public int Writes { get; private set; }
         public override Encoding Encoding => Encoding.UTF8;
