@@ -60,6 +60,10 @@ public static class BenchPrefillCommand
             double s = clock.Elapsed.TotalSeconds;
             kvBytes = result.Cache.Bytes;
             if (r >= 0) seconds[r] = s;
+            // Each run hands out a new KV cache (generation continues on it); free this one before the next run, outside
+            // the timing, so the peak RSS below is that of one prefill and not of every cache the GC has not yet reclaimed.
+            result = null;
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         }
         Array.Sort(seconds);
         double median = repeats % 2 == 1 ? seconds[repeats / 2] : (seconds[repeats / 2 - 1] + seconds[repeats / 2]) / 2;
