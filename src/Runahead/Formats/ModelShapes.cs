@@ -35,7 +35,8 @@ public static class ModelShapes
             : c with { Architecture = ModelArchitecture.Llama, Rope = RopeStyle.Interleaved, ParallelAttention = false, FalconNewDecoder = false };
     }
 
-    private static ModelConfig Llama(int dim, int layers, int heads, int kvHeads, int ffn, int vocab, int context, bool tied) => new()
+    /// <summary>A llama2.c-style Llama: RMSNorm eps 1e-5, theta 10000, interleaved RoPE, BOS 1 / EOS 2.</summary>
+    internal static ModelConfig Llama(int dim, int layers, int heads, int kvHeads, int ffn, int vocab, int context, bool tied) => new()
     {
         Architecture = ModelArchitecture.Llama,
         Dim = dim,

@@ -36,24 +36,7 @@ public sealed unsafe class Llama2cWeightSource : IWeightSource
         bool shared = vocabRaw > 0;
         if (heads <= 0 || dim <= 0 || dim % heads != 0)
             throw new InvalidModelFileException(path, $"header dim {dim} is not a positive multiple of head count {heads}");
-        Config = new ModelConfig
-        {
-            Architecture = ModelArchitecture.Llama,
-            Dim = dim,
-            Layers = layers,
-            Heads = heads,
-            KvHeads = kvHeads,
-            HeadDim = dim / heads,
-            FfnDim = hidden,
-            VocabSize = vocab,
-            ContextLength = seqLen,
-            NormEps = 1e-5f,
-            RopeTheta = 10000f,
-            Rope = RopeStyle.Interleaved,
-            TiedEmbeddings = shared,
-            BosId = 1,
-            EosId = 2,
-        };
+        Config = ModelShapes.Llama(dim, layers, heads, kvHeads, hidden, vocab, seqLen, shared);
         Config.Validate(path);
 
         long d = dim, hs = dim / heads, kv = (long)kvHeads * hs, f = hidden, v = vocab;
