@@ -175,6 +175,7 @@ public static class HostValidation
                             // The same point with P threads at once, right after: how much the ranks slow each other.
                             var atOnce = HostCalibrator.MeasureLayer(calibrators.GetRange(0, p), RowsName(calibrationModel, p), PointOptions([points[0]]));
                             k.Cores.Add(Cores(p, rows[0], atOnce[0]));
+                            progress?.Invoke($"  {p} threads at once got {k.Cores[^1]:0.00} cores");
                             rows.AddRange(atOnce);
                         }
                         k.Rows.Add(rows);
@@ -194,7 +195,10 @@ public static class HostValidation
         {
             var cal = fixedCalibration ?? Combine(calibrators[0], names, k.Rows, headRounds, transport);
             if (fixedCalibration == null) measured.AddRange(cal.Rows);
-            double cores = fixedCalibration != null || k.Chunks.Length == 1 ? Environment.ProcessorCount : Median(k.Cores);
+            // The cores are pooled over every run with the same rank count: one estimate is a ratio of two timings made
+            // a second apart on a machine whose load changes, too noisy to be a per-run property.
+            double cores = fixedCalibration != null || k.Chunks.Length == 1 ? Environment.ProcessorCount
+                : Median(cases.Where(x => x.Chunks.Length == k.Chunks.Length).SelectMany(x => x.Cores));
             var sim = Simulator(cal, config, alone, cores);
             runs.Add(new HostRun(k.Kind.ToString(), k.Label, k.Prompt.Length, k.Chunks.Length, k.Chunks, Median(k.Times), sim.Ttft(k.SimKind, k.Chunks) * 1e3,
                 k.Times.Min(), k.Times.Max(), cores));
