@@ -195,10 +195,9 @@ public static class HostValidation
         {
             var cal = fixedCalibration ?? Combine(calibrators[0], names, k.Rows, headRounds, transport);
             if (fixedCalibration == null) measured.AddRange(cal.Rows);
-            // The cores are pooled over every run with the same rank count: one estimate is a ratio of two timings made
-            // a second apart on a machine whose load changes, too noisy to be a per-run property.
-            double cores = fixedCalibration != null || k.Chunks.Length == 1 ? Environment.ProcessorCount
-                : Median(cases.Where(x => x.Chunks.Length == k.Chunks.Length).SelectMany(x => x.Cores));
+            // Like the costs, the cores are the run's own: the median of the estimates made right after its timed runs, so
+            // that both see the same phases of the machine's load.
+            double cores = fixedCalibration != null || k.Chunks.Length == 1 ? Environment.ProcessorCount : Median(k.Cores);
             var sim = Simulator(cal, config, alone, cores);
             runs.Add(new HostRun(k.Kind.ToString(), k.Label, k.Prompt.Length, k.Chunks.Length, k.Chunks, Median(k.Times), sim.Ttft(k.SimKind, k.Chunks) * 1e3,
                 k.Times.Min(), k.Times.Max(), cores));

@@ -204,9 +204,9 @@ public static class ReproductionReport
             L("while the others wait (KVR-S's uneven splits, the last rank's LM head) runs at full speed. The cores (last column)");
             L("are measured in each round next to the run: one of the run's points timed with one thread alone and with P");
             L("threads at once gives cores = P x t(alone) / t(P at once), at most P (2 on an idle 2-core machine; about 1 under");
-            L("Linux's per-session CPU share when other sessions keep the machine busy); the predictions use the median over every");
-            L("round of every run with the same P (one estimate, two timings a second apart on a machine whose load changes, is");
-            L("noisy). Without `CpuCores` (the default, as in the GPU studies above) every rank has its own processor.");
+            L("Linux's per-session CPU share when other sessions keep the machine busy); like its costs, each prediction uses the");
+            L("median of its own run's estimates over the rounds. Without `CpuCores` (the default, as in the GPU studies above)");
+            L("every rank has its own processor.");
         }
         L();
         L("## Regenerating");
