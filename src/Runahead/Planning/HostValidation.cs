@@ -6,8 +6,9 @@ namespace Runahead.Planning;
 
 /// <summary>One real prefill on this host beside the simulator's prediction for the same point.</summary>
 /// <param name="SimulatedCores">The cores the simulator shared between the ranks (see <see cref="Simulator.CpuCores"/>).</param>
+/// <param name="UnsharedMs">The same prediction with a core per rank (no processor sharing), for comparison.</param>
 public sealed record HostRun(string Strategy, string PartitionLabel, int Tokens, int Ranks, int[] Chunks, double MeasuredMs, double SimulatedMs,
-    double MeasuredMinMs = double.NaN, double MeasuredMaxMs = double.NaN, double SimulatedCores = double.PositiveInfinity)
+    double MeasuredMinMs = double.NaN, double MeasuredMaxMs = double.NaN, double SimulatedCores = double.PositiveInfinity, double UnsharedMs = double.NaN)
 {
     public double Error => SimulatedMs / MeasuredMs - 1;
 }
@@ -199,8 +200,9 @@ public static class HostValidation
             // that both see the same phases of the machine's load.
             double cores = fixedCalibration != null || k.Chunks.Length == 1 ? Environment.ProcessorCount : Median(k.Cores);
             var sim = Simulator(cal, config, alone, cores);
+            double unshared = Simulator(cal, config, alone, double.PositiveInfinity).Ttft(k.SimKind, k.Chunks) * 1e3;
             runs.Add(new HostRun(k.Kind.ToString(), k.Label, k.Prompt.Length, k.Chunks.Length, k.Chunks, Median(k.Times), sim.Ttft(k.SimKind, k.Chunks) * 1e3,
-                k.Times.Min(), k.Times.Max(), cores));
+                k.Times.Min(), k.Times.Max(), cores, unshared));
         }
         // What was measured, for the record: every case's points (a point two cases share appears once, from the first).
         var record = fixedCalibration ?? Combine(calibrators[0], names,
