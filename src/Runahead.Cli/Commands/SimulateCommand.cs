@@ -32,7 +32,8 @@ public static class SimulateCommand
         var json = new Option<bool>("--json") { Description = "Print JSON instead of a table" };
         var remeasure = new Option<int>("--remeasure") { Description = "With --partition searched: measure the best N candidates on real in-process ranks of --measure-model" };
         var measureModel = new Option<string?>("--measure-model") { Description = "Model file the re-measurement runs (its shape should match --model-shape)" };
-        foreach (var o in new Option[] { calibration, shape, calModel, tokens, ranks, strategy, partition, table, saveTable, bandwidth, matrix, latency, noise, noisyLinks, burst, seed, costSource, trace, json, remeasure, measureModel })
+        var cpuCores = new Option<string>("--cpu-cores") { Description = "Cores the ranks share (processor sharing, e.g. 1.5 for a busy 2-core host), or inf: a processor per rank", DefaultValueFactory = _ => "inf" };
+        foreach (var o in new Option[] { calibration, shape, calModel, tokens, ranks, strategy, partition, table, saveTable, bandwidth, matrix, latency, noise, noisyLinks, burst, seed, costSource, trace, json, remeasure, measureModel, cpuCores })
             cmd.Options.Add(o);
 
         cmd.SetAction(parse =>
@@ -56,6 +57,10 @@ public static class SimulateCommand
                 string noisySpec = parse.GetValue(noisyLinks)!;
                 double burstSeconds = Units.ParseDuration(parse.GetValue(burst)!, "--noise-burst");
                 int seedValue = parse.GetValue(seed);
+                string coresText = parse.GetValue(cpuCores)!.Trim();
+                double cores = coresText.Equals("inf", StringComparison.OrdinalIgnoreCase) ? double.PositiveInfinity
+                    : double.TryParse(coresText, NumberStyles.Float, CultureInfo.InvariantCulture, out var parsedCores) && parsedCores > 0 && double.IsFinite(parsedCores)
+                        ? parsedCores : throw new RunaheadException($"--cpu-cores: '{coresText}' is not a positive number or inf");
 
                 var results = new List<(int Tokens, int Ranks, string Partition, SimulationResult Result)>();
                 string partitionSpec = parse.GetValue(partition)!;
@@ -75,9 +80,9 @@ public static class SimulateCommand
                         if (!(burstSeconds > 0)) throw new RunaheadException("--noise-burst must be positive");
                         links = links.WithBackground(new BackgroundTraffic(share, burstSeconds, burstSeconds, seedValue), ParseLinks(noisySpec, p));
                     }
-                    var sim = new Simulator(cost, links);
+                    var sim = new Simulator(cost, links, cores);
                     // Partitions are planned on the clean links: a planner does not know when sidecar traffic comes.
-                    var planner = MakePlanner(partitionSpec, new Simulator(cost, topology), parse.GetValue(table), parse.GetValue(saveTable),
+                    var planner = MakePlanner(partitionSpec, new Simulator(cost, topology, cores), parse.GetValue(table), parse.GetValue(saveTable),
                         cal, shapeName, cost, topology, bw, p, stderr, measurer, remeasureCount);
                     foreach (int c in tokenList)
                     {

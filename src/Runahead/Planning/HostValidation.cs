@@ -5,8 +5,10 @@ using Runahead.Prefill;
 namespace Runahead.Planning;
 
 /// <summary>One real prefill on this host beside the simulator's prediction for the same point.</summary>
+/// <param name="SimulatedCores">The cores the simulator shared between the ranks (see <see cref="Simulator.CpuCores"/>).</param>
+/// <param name="UnsharedMs">The same prediction with a core per rank (no processor sharing), for comparison.</param>
 public sealed record HostRun(string Strategy, string PartitionLabel, int Tokens, int Ranks, int[] Chunks, double MeasuredMs, double SimulatedMs,
-    double MeasuredMinMs = double.NaN, double MeasuredMaxMs = double.NaN)
+    double MeasuredMinMs = double.NaN, double MeasuredMaxMs = double.NaN, double SimulatedCores = double.PositiveInfinity, double UnsharedMs = double.NaN)
 {
     public double Error => SimulatedMs / MeasuredMs - 1;
 }
@@ -37,6 +39,14 @@ public sealed class HostValidationOptions
 /// is calibrated in every round, between the rounds of real runs, so that both see the same phases of a shared
 /// machine's load; each calibration point is then the median over the rounds, as each TTFT is.
 /// </summary>
+/// <remarks>
+/// The ranks share the host's CPU, so the simulator runs with processor sharing (<see cref="Simulator.CpuCores"/>):
+/// the costs are timed with one thread alone (what a rank computing alone gets), and the cores are what P threads
+/// computing at once get relative to that, P x t(1 alone) / t(P at once), timed on one of the run's points in the
+/// same round. On an idle machine with P cores that is P (nobody slows down); under Linux's per-session CPU share or
+/// other load it is fewer, and a rank then runs at full speed only while the others wait. With a given calibration
+/// the cores are <see cref="Environment.ProcessorCount"/>.
+/// </remarks>
 public static class HostValidation
 {
     /// <param name="fixedCalibration">This host's calibration; null: measured here, round by round.</param>
@@ -76,13 +86,16 @@ public static class HostValidation
         var ct = options.CancellationToken;
         var headRounds = new List<double>();
         (double Bandwidth, double Latency) transport = default;
-        var names = rankCounts.Select(p => RowsName(calibrationModel, p)).ToArray();
+        var names = rankCounts.Append(1).Distinct().Select(p => RowsName(calibrationModel, p)).ToArray();
         HostCalibrationOptions PointOptions(IReadOnlyList<(int C, int P)> points) => new()
         {
             Points = points, Repeats = 1, MinBatchMilliseconds = options.CalibrationBatchMilliseconds, CancellationToken = ct,
         };
         void MeasureHead() => headRounds.Add(HostCalibrator.MeasureHeadMs(calibrators[0], PointOptions([])));
-        string NameFor(int ranks) => fixedCalibration != null ? calibrationModel : RowsName(calibrationModel, ranks);
+        string alone = fixedCalibration != null ? calibrationModel : RowsName(calibrationModel, 1);
+        // Cores for a given calibration: this host's; measured calibrations estimate them next to the runs.
+        var planningCores = new Dictionary<int, double>();
+        double CoresFor(int ranks) => fixedCalibration != null ? Environment.ProcessorCount : planningCores[ranks];
 
         // A grid calibration before the runs, for the partition search (KVR-S) only.
         Calibration planning;
@@ -94,8 +107,15 @@ public static class HostValidation
         {
             progress?.Invoke("calibrating the grid for the partition search");
             var rows = new List<CalibrationRow>();
+            if (rankCounts.Any(p => p > 1))
+                rows.AddRange(HostCalibrator.MeasureLayer(calibrators.GetRange(0, 1), alone, PointOptions(CalibrationPoints(options.Tokens))));
             foreach (int p in rankCounts.Where(p => p > 1))
-                rows.AddRange(HostCalibrator.MeasureLayer(calibrators.GetRange(0, p), RowsName(calibrationModel, p), PointOptions(CalibrationPoints(options.Tokens))));
+            {
+                var probe = (Math.Max(1, options.Tokens.Min() / p), 0);
+                var single = HostCalibrator.MeasureLayer(calibrators.GetRange(0, 1), alone, PointOptions([probe]));
+                var atOnce = HostCalibrator.MeasureLayer(calibrators.GetRange(0, p), RowsName(calibrationModel, p), PointOptions([probe]));
+                planningCores[p] = Cores(p, single[0], atOnce[0]);
+            }
             MeasureHead();
             transport = HostCalibrator.MeasureTransport(ct);
             planning = Combine(calibrators[0], names, rows.Count > 0 ? [rows] : [], headRounds, transport);
@@ -127,7 +147,7 @@ public static class HostValidation
                     cases.Add(new Case(client, prompt, PrefillStrategyKind.Tsp, PrefillStrategy.Tsp, "even", Partition.Even(c, p)));
                     cases.Add(new Case(client, prompt, PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "even", Partition.Even(c, p)));
                     cases.Add(new Case(client, prompt, PrefillStrategyKind.Kvr, PrefillStrategy.Kvr, "searched",
-                        PartitionSearch.Search(new SimulatedTtft(Simulator(planning, config, NameFor(p))), c, p).Chunks));
+                        PartitionSearch.Search(new SimulatedTtft(Simulator(planning, config, alone, CoresFor(p))), c, p).Chunks));
                 }
             }
 
@@ -147,7 +167,20 @@ public static class HostValidation
                     if (round == 0) continue;
                     k.Times.Add(run.TtftMs);
                     if (fixedCalibration == null)
-                        k.Rows.Add(HostCalibrator.MeasureLayer(calibrators.GetRange(0, k.Chunks.Length), NameFor(k.Chunks.Length), PointOptions(k.Points())));
+                    {
+                        var points = k.Points();
+                        var rows = HostCalibrator.MeasureLayer(calibrators.GetRange(0, 1), alone, PointOptions(points));
+                        int p = k.Chunks.Length;
+                        if (p > 1)
+                        {
+                            // The same point with P threads at once, right after: how much the ranks slow each other.
+                            var atOnce = HostCalibrator.MeasureLayer(calibrators.GetRange(0, p), RowsName(calibrationModel, p), PointOptions([points[0]]));
+                            k.Cores.Add(Cores(p, rows[0], atOnce[0]));
+                            progress?.Invoke($"  {p} threads at once got {k.Cores[^1]:0.00} cores");
+                            rows.AddRange(atOnce);
+                        }
+                        k.Rows.Add(rows);
+                    }
                 }
                 if (round > 0 && fixedCalibration == null) MeasureHead();
             }
@@ -163,9 +196,13 @@ public static class HostValidation
         {
             var cal = fixedCalibration ?? Combine(calibrators[0], names, k.Rows, headRounds, transport);
             if (fixedCalibration == null) measured.AddRange(cal.Rows);
-            var sim = Simulator(cal, config, NameFor(k.Chunks.Length));
+            // Like the costs, the cores are the run's own: the median of the estimates made right after its timed runs, so
+            // that both see the same phases of the machine's load.
+            double cores = fixedCalibration != null || k.Chunks.Length == 1 ? Environment.ProcessorCount : Median(k.Cores);
+            var sim = Simulator(cal, config, alone, cores);
+            double unshared = Simulator(cal, config, alone, double.PositiveInfinity).Ttft(k.SimKind, k.Chunks) * 1e3;
             runs.Add(new HostRun(k.Kind.ToString(), k.Label, k.Prompt.Length, k.Chunks.Length, k.Chunks, Median(k.Times), sim.Ttft(k.SimKind, k.Chunks) * 1e3,
-                k.Times.Min(), k.Times.Max()));
+                k.Times.Min(), k.Times.Max(), cores, unshared));
         }
         // What was measured, for the record: every case's points (a point two cases share appears once, from the first).
         var record = fixedCalibration ?? Combine(calibrators[0], names,
@@ -176,6 +213,9 @@ public static class HostValidation
     private sealed record Case(PrefillClient Client, int[] Prompt, PrefillStrategyKind Kind, PrefillStrategy SimKind, string Label, int[] Chunks)
     {
         public List<double> Times { get; } = new();
+
+        /// <summary>Per timed round, the cores the ranks got (see <see cref="Cores"/>).</summary>
+        public List<double> Cores { get; } = new();
 
         /// <summary>Per timed round, the calibration rows of <see cref="Points"/>.</summary>
         public List<List<CalibrationRow>> Rows { get; } = new();
@@ -195,11 +235,22 @@ public static class HostValidation
         }
     }
 
-    private static Simulator Simulator(Calibration cal, ModelConfig config, string model)
+    private static Simulator Simulator(Calibration cal, ModelConfig config, string model, double cores)
     {
         var cost = cal.CostModel(config, model, CostSource.Hybrid);
         var links = LinkTopology.Uniform(cal.TransportBytesPerSecond ?? double.PositiveInfinity, cal.TransportLatencySeconds ?? 0);
-        return new Simulator(cost, links);
+        return new Simulator(cost, links, cores);
+    }
+
+    /// <summary>
+    /// The cores <paramref name="ranks"/> threads computing at once get, in units of one thread alone: P x t(alone) /
+    /// t(P at once) over the layer's three timed parts, at most P (timing noise can make P at once look faster).
+    /// </summary>
+    public static double Cores(int ranks, CalibrationRow alone, CalibrationRow atOnce)
+    {
+        double single = alone.CausalMs + alone.DenseMs, shared = atOnce.CausalMs + atOnce.DenseMs;
+        if (!(single > 0) || !(shared > 0)) throw new RunaheadException($"host validation: layer timings must be positive ({single} ms alone, {shared} ms at once)");
+        return Math.Min(ranks, ranks * single / shared);
     }
 
     /// <summary>

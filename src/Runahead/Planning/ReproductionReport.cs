@@ -173,13 +173,25 @@ public static class ReproductionReport
         {
             L(Escape(r.HostSetup));
             L();
-            L("| strategy | partition | P | C | chunks | measured TTFT ms (median) | measured min..max ms | simulated ms | simulated / measured - 1 |");
-            L("|---|---|---|---|---|---|---|---|---|");
+            L("| strategy | partition | P | C | chunks | measured TTFT ms (median) | measured min..max ms | simulated ms | simulated / measured - 1 | cores simulated |");
+            L("|---|---|---|---|---|---|---|---|---|---|");
             foreach (var h in r.HostRuns)
-                L($"| {h.Strategy} | {h.PartitionLabel} | {h.Ranks} | {h.Tokens} | {string.Join('/', h.Chunks)} | {F(h.MeasuredMs, "0.0")} | {F(h.MeasuredMinMs, "0.0")}..{F(h.MeasuredMaxMs, "0.0")} | {F(h.SimulatedMs, "0.0")} | {Signed(h.Error)} |");
+                L($"| {h.Strategy} | {h.PartitionLabel} | {h.Ranks} | {h.Tokens} | {string.Join('/', h.Chunks)} | {F(h.MeasuredMs, "0.0")} | {F(h.MeasuredMinMs, "0.0")}..{F(h.MeasuredMaxMs, "0.0")} | {F(h.SimulatedMs, "0.0")} | {Signed(h.Error)} | {(h.Ranks == 1 || double.IsPositiveInfinity(h.SimulatedCores) ? "-" : F(h.SimulatedCores, "0.00"))} |");
             L();
             int within = r.HostRuns.Count(h => Math.Abs(h.Error) <= 0.15);
-            L($"{within} of {r.HostRuns.Count} points are within 15 % (the target). Ratios between strategies, measured and simulated:");
+            L($"{within} of {r.HostRuns.Count} points are within 15 % (the target).");
+            var shared = r.HostRuns.Where(h => h.Ranks > 1 && double.IsFinite(h.SimulatedCores) && !double.IsNaN(h.UnsharedMs)).ToList();
+            if (shared.Count > 0)
+            {
+                int unsharedWithin = shared.Count(h => Math.Abs(h.UnsharedMs / h.MeasuredMs - 1) <= 0.15);
+                var worst = shared.MaxBy(h => Math.Abs(h.UnsharedMs / h.MeasuredMs - 1))!;
+                L($"The ranks got {F(shared.Min(h => h.SimulatedCores), "0.00")} to {F(shared.Max(h => h.SimulatedCores), "0.00")} cores in this run " +
+                  $"(of {Environment.ProcessorCount} logical CPUs). Without processor sharing (a core per rank, the same one-thread costs) the " +
+                  $"simulator would be within 15 % at {unsharedWithin} of {shared.Count} multi-rank points (worst: {worst.Strategy} {worst.PartitionLabel} " +
+                  $"C={worst.Tokens}, {Signed(worst.UnsharedMs / worst.MeasuredMs - 1)}).");
+            }
+            L();
+            L("Ratios between strategies, measured and simulated:");
             L();
             L("| P | C | TSP / KVR-S measured | simulated | KVR-E / KVR-S measured | simulated |");
             L("|---|---|---|---|---|---|");
@@ -193,12 +205,20 @@ public static class ReproductionReport
             }
             L();
             L("Every rank has one compute thread and the host's cores are shared with whatever else runs (see the load above).");
-            L("The simulator has no notion of that load: it is in the calibration, because each calibration point is timed over");
-            L("batches of at least 100 ms (by default), long enough to see the CPU share a process really gets (a single run of a few ms is");
-            L("usually either not preempted at all or loses a whole 4 ms time slice, so medians of single runs measure an idle CPU");
-            L("while a real prefill spans hundreds of slices); because the calibration for P ranks times P threads computing at once");
-            L("(under Linux's per-session CPU share, or with fewer idle cores than ranks, ranks take CPU from each other); and");
-            L("because each point is timed right after its own runs, round by round, so both see the same phase of the load.");
+            L("The load reaches the simulator in two ways. First, the calibration: each point is timed over batches of at least");
+            L("100 ms (by default), long enough to see the CPU share a process really gets (a single run of a few ms is usually");
+            L("either not preempted at all or loses a whole 4 ms time slice, so medians of single runs measure an idle CPU while a");
+            L("real prefill spans hundreds of slices), and each point is timed right after its own runs, round by round, so both");
+            L("see the same phase of the load. Second, processor sharing: the costs are timed with one thread alone, and the");
+            L("simulator (`Simulator.CpuCores`) lets the ranks share the cores the host gives this session. While n ranks compute");
+            L("at the same moment, each progresses at min(1, cores / n) of its one-thread speed; rates change at every event (a");
+            L("rank starting or finishing a compute span, or a wait for K,V or for TSP's barrier ending), so a rank that computes");
+            L("while the others wait (KVR-S's uneven splits, the last rank's LM head) runs at full speed. The cores (last column)");
+            L("are measured in each round next to the run: one of the run's points timed with one thread alone and with P");
+            L("threads at once gives cores = P x t(alone) / t(P at once), at most P (2 on an idle 2-core machine; about 1 under");
+            L("Linux's per-session CPU share when other sessions keep the machine busy); like its costs, each prediction uses the");
+            L("median of its own run's estimates over the rounds. Without `CpuCores` (the default, as in the GPU studies above)");
+            L("every rank has its own processor.");
         }
         L();
         L("## Regenerating");

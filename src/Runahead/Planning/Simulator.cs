@@ -4,7 +4,13 @@ namespace Runahead.Planning;
 /// Event simulation of one prefill on P ranks from a per-layer cost model and the links between ranks.
 /// Reuses scratch buffers between runs, so one instance must not run on two threads at once.
 /// </summary>
-public sealed class Simulator
+/// <remarks>
+/// By default every rank has its own processor (a GPU, or a core per rank), and the recurrences below are closed
+/// forms. With <see cref="CpuCores"/> below the rank count the ranks share the host's cores (processor sharing, see
+/// <see cref="ProcessorSharing"/>): a rank that computes alone runs at full speed, ranks that compute at the same
+/// time split the cores between them.
+/// </remarks>
+public sealed partial class Simulator
 {
     private LinkChannel[] _links = [];
     private double[] _finish = [], _ready = [], _qkv = [], _rest = [], _arrival = [], _next = [];
@@ -13,10 +19,19 @@ public sealed class Simulator
     public LayerCostModel Cost { get; }
     public LinkTopology Links { get; }
 
-    public Simulator(LayerCostModel cost, LinkTopology links)
+    /// <summary>
+    /// Cores the ranks' compute shares, in units of what one rank computing alone gets (the cost model's speed).
+    /// Infinity (the default) or at least the rank count: every rank has its own processor. Fewer: when n ranks
+    /// compute at once each progresses at min(1, CpuCores / n) of its cost model's speed.
+    /// </summary>
+    public double CpuCores { get; }
+
+    public Simulator(LayerCostModel cost, LinkTopology links, double cpuCores = double.PositiveInfinity)
     {
+        if (!(cpuCores > 0)) throw new RunaheadException($"the simulator's CPU cores must be positive, not {cpuCores}");
         Cost = cost;
         Links = links;
+        CpuCores = cpuCores;
     }
 
     /// <summary>TTFT in seconds, without building a timeline (the search's inner loop).</summary>
@@ -47,8 +62,10 @@ public sealed class Simulator
         if (strategy == PrefillStrategy.Single || chunks.Length == 1)
         {
             Span<int> whole = [Sum(chunks)];
-            return Kvr(whole, spans);
+            return CpuCores >= 1 ? Kvr(whole, spans) : ProcessorSharing(PrefillStrategy.Kvr, whole, spans);
         }
+        // With a core per computing rank nobody is ever slowed down, and the closed forms are exact.
+        if (CpuCores < chunks.Length) return ProcessorSharing(strategy, chunks, spans);
         return strategy switch
         {
             PrefillStrategy.Kvr => Kvr(chunks, spans),

@@ -87,6 +87,9 @@ public class HostValidationTests
             Assert.Contains("| Single | - | 1 | 32 | 32 |", text);
             Assert.Contains("| Kvr | searched | 2 | 32 |", text);
             Assert.Contains("| Tsp | even | 2 | 32 | 16/16 |", text);
+            Assert.Contains("| cores simulated |", text);
+            Assert.Contains("processor sharing", text);
+            Assert.Contains("Without processor sharing", text);
             Assert.Contains("shared-memory transport", text);
             Assert.Contains("load average", text);
             Assert.Matches(@"\d+ of 4 points are within 15 %", text);

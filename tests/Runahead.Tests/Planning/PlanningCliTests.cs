@@ -25,6 +25,26 @@ public class PlanningCliTests
     }
 
     [SkippableFact]
+    public void SimulateSharesFewerCoresThanRanks()
+    {
+        double Ttft(string cores)
+        {
+            var (code, output, err) = Run("simulate", "--calibration", PlanningData.H200Path(), "--model-shape", "llama2-7b",
+                "--tokens", "4k", "--ranks", "4", "--strategy", "kvr", "--cpu-cores", cores, "--json");
+            Assert.True(code == 0, err);
+            using var doc = JsonDocument.Parse(output);
+            return doc.RootElement.GetProperty("results")[0].GetProperty("ttft_ms").GetDouble();
+        }
+        double free = Ttft("inf");
+        Assert.Equal(free, Ttft("4"));
+        Assert.True(Ttft("2") > free);
+        Assert.True(Ttft("1") > Ttft("2"));
+        var (bad, _, badErr) = Run("simulate", "--calibration", PlanningData.H200Path(), "--model-shape", "llama2-7b", "--cpu-cores", "0");
+        Assert.Equal(1, bad);
+        Assert.Contains("--cpu-cores", badErr);
+    }
+
+    [SkippableFact]
     public void SimulateWritesJsonAndTraces()
     {
         var dir = Directory.CreateTempSubdirectory("runahead-sim-");
