@@ -8,6 +8,9 @@ namespace Runahead.Tests.Text;
 /// Long prompts must encode in well under a second (no quadratic merging). The assertions are only generous upper
 /// bounds against hangs (the test machine is shared); the measured times are written to the test output.
 /// </summary>
+// Alone, after the parallel tests: their bounds guard against quadratic encoding, and beside the compute-heavy tests on
+// 2 cores a 0.2 s encode was once seen taking 22 s of wall time.
+[Collection(Runahead.Tests.Distributed.TimingCollection.Name)]
 public class TokenizerPerformanceTests(ITestOutputHelper output)
 {
     private static string LongText(int minChars)
