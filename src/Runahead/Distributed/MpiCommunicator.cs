@@ -393,23 +393,13 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 _request = request;
                 _posted = true;
             }
-            // A posted collective cannot be withdrawn: past the deadline or on cancellation the communicator is
-            // broken for good and the buffers stay pinned.
-            if (PreciseWait.Now > deadline) throw new RankTimeoutException(-1, timeoutMessage);
-            if (ct.IsCancellationRequested)
+            // Past the deadline or on cancellation the buffers stay pinned: MPI may still write into them.
+            switch (PollPosted(c, ref _request, status, deadline, ct, timeoutMessage, Completion))
             {
-                c._broken = true;
-                Completion.TrySetCanceled(ct);
-                return true;
+                case CollectiveState.Pending: return false;
+                case CollectiveState.Done: Unpin(); Completion.TrySetResult(); return true;
+                default: return true;
             }
-            int done;
-            nint r = _request;
-            Check(c._mpi.Test(&r, &done, status), "MPI_Test");
-            _request = r;
-            if (done == 0) return false;
-            Unpin();
-            Completion.TrySetResult();
-            return true;
         }
 
         public override void Fail(Exception e)
@@ -450,23 +440,38 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 _request = request;
                 _posted = true;
             }
-            if (PreciseWait.Now > deadline) throw new RankTimeoutException(-1, timeoutMessage);
-            if (ct.IsCancellationRequested)
+            switch (PollPosted(c, ref _request, status, deadline, ct, timeoutMessage, Completion))
             {
-                c._broken = true;
-                Completion.TrySetCanceled(ct);
-                return true;
+                case CollectiveState.Pending: return false;
+                case CollectiveState.Done: Completion.TrySetResult(); return true;
+                default: return true;
             }
-            int done;
-            nint r = _request;
-            Check(c._mpi.Test(&r, &done, status), "MPI_Test");
-            _request = r;
-            if (done == 0) return false;
-            Completion.TrySetResult();
-            return true;
         }
 
         public override void Fail(Exception e) => Completion.TrySetException(e);
+    }
+
+    private enum CollectiveState { Pending, Done, Cancelled }
+
+    /// <summary>
+    /// Polls a posted collective. One cannot be withdrawn: past the deadline or on cancellation the communicator is
+    /// broken for good.
+    /// </summary>
+    private static unsafe CollectiveState PollPosted(MpiCommunicator c, ref nint request, byte* status, long deadline,
+        CancellationToken ct, string timeoutMessage, TaskCompletionSource completion)
+    {
+        if (PreciseWait.Now > deadline) throw new RankTimeoutException(-1, timeoutMessage);
+        if (ct.IsCancellationRequested)
+        {
+            c._broken = true;
+            completion.TrySetCanceled(ct);
+            return CollectiveState.Cancelled;
+        }
+        int done;
+        nint r = request;
+        Check(c._mpi.Test(&r, &done, status), "MPI_Test");
+        request = r;
+        return done == 0 ? CollectiveState.Pending : CollectiveState.Done;
     }
 
     private sealed class PooledLease(byte[] buffer, int length) : IMessageLease
