@@ -163,16 +163,7 @@ public class WorkerProcessTests
     public async Task AWorkerWithoutTheTokenCannotAttach()
     {
         using var segment = SharedMemorySegment.Create(2, 1 << 16);
-        var settings = new RankLaunchSettings
-        {
-            Rank = 1,
-            WorldSize = 2,
-            ProgramAssemblyPath = typeof(ChainProgram).Assembly.Location,
-            ProgramTypeName = typeof(ChainProgram).FullName!,
-            SegmentPath = segment.FilePath,
-            Token = new byte[SharedMemorySegment.TokenBytes], // not the segment's token
-            CoordinatorPid = Environment.ProcessId,
-        };
+        var settings = SecondRankOf(segment, token: new byte[SharedMemorySegment.TokenBytes]); // not the segment's token
         var (code, output) = await RunWorker(settings);
         Assert.Equal(WorkerHost.ExitBadLaunch, code);
         Assert.Contains("wrong token", output);
@@ -182,20 +173,23 @@ public class WorkerProcessTests
     public async Task AWorkerLeavesWhenItsCoordinatorGoes()
     {
         using var segment = SharedMemorySegment.Create(2, 1 << 16);
-        var settings = new RankLaunchSettings
-        {
-            Rank = 1,
-            WorldSize = 2,
-            ProgramAssemblyPath = typeof(ChainProgram).Assembly.Location,
-            ProgramTypeName = typeof(ChainProgram).FullName!,
-            SegmentPath = segment.FilePath,
-            Token = segment.Token,
-            CoordinatorPid = Environment.ProcessId,
-        };
+        var settings = SecondRankOf(segment);
         // Closing stdin is what the coordinator's death looks like to the worker.
         var (code, _) = await RunWorker(settings, closeAfterReady: true);
         Assert.Equal(WorkerHost.ExitCoordinatorGone, code);
     }
+
+    /// <summary>Launch settings of rank 1 of 2 running the chain program on <paramref name="segment"/>.</summary>
+    private static RankLaunchSettings SecondRankOf(SharedMemorySegment segment, byte[]? token = null) => new()
+    {
+        Rank = 1,
+        WorldSize = 2,
+        ProgramAssemblyPath = typeof(ChainProgram).Assembly.Location,
+        ProgramTypeName = typeof(ChainProgram).FullName!,
+        SegmentPath = segment.FilePath,
+        Token = token ?? segment.Token,
+        CoordinatorPid = Environment.ProcessId,
+    };
 
     private static async Task<(int, string)> RunWorker(RankLaunchSettings settings, bool closeAfterReady = false)
     {
