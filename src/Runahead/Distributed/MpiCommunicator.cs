@@ -366,9 +366,13 @@ internal sealed class MpiCommunicator : CommunicatorBase
         }
     }
 
-    private sealed unsafe class AllGatherOperation(MemoryHandle mine, int mineCount, MemoryHandle all, int[] counts, int[] offsets, long deadline, CancellationToken ct, string timeoutMessage) : Operation
+    /// <summary>
+    /// A non-blocking collective: posted on first progress, then tested until done. A posted collective cannot be
+    /// withdrawn: past the deadline or on cancellation the communicator is broken for good and its buffers stay pinned
+    /// (MPI may still write into them); before posting, cancellation and failure release them.
+    /// </summary>
+    private abstract unsafe class CollectiveOperation(long deadline, CancellationToken ct, string timeoutMessage) : Operation
     {
-        private GCHandle _counts, _offsets;
         private nint _request;
         private bool _posted;
 
@@ -376,39 +380,65 @@ internal sealed class MpiCommunicator : CommunicatorBase
 
         public override bool Abandonable => !_posted;
 
+        /// <summary>Starts the collective and returns its MPI request.</summary>
+        protected abstract nint Post(MpiCommunicator c);
+
+        /// <summary>Frees what the operation pins, once MPI no longer uses it.</summary>
+        protected virtual void Release() { }
+
         public override bool Progress(MpiCommunicator c, byte* status, HashSet<(int, int)> busy, ref long wakeAt)
         {
             if (!_posted)
             {
                 if (ct.IsCancellationRequested)
                 {
+                    Release();
                     Completion.TrySetCanceled(ct);
                     return true;
                 }
-                _counts = GCHandle.Alloc(counts, GCHandleType.Pinned);
-                _offsets = GCHandle.Alloc(offsets, GCHandleType.Pinned);
-                nint request;
-                Check(c._mpi.Iallgatherv(mine.Pointer, mineCount, c._mpi.Float, all.Pointer, (int*)_counts.AddrOfPinnedObject(), (int*)_offsets.AddrOfPinnedObject(),
-                    c._mpi.Float, c._mpi.CommWorld, &request), "MPI_Iallgatherv");
-                _request = request;
+                _request = Post(c);
                 _posted = true;
             }
-            // Past the deadline or on cancellation the buffers stay pinned: MPI may still write into them.
-            switch (PollPosted(c, ref _request, status, deadline, ct, timeoutMessage, Completion))
+            if (PreciseWait.Now > deadline) throw new RankTimeoutException(-1, timeoutMessage);
+            if (ct.IsCancellationRequested)
             {
-                case CollectiveState.Pending: return false;
-                case CollectiveState.Done: Unpin(); Completion.TrySetResult(); return true;
-                default: return true;
+                c._broken = true;
+                Completion.TrySetCanceled(ct);
+                return true;
             }
+            int done;
+            nint r = _request;
+            Check(c._mpi.Test(&r, &done, status), "MPI_Test");
+            _request = r;
+            if (done == 0) return false;
+            Release();
+            Completion.TrySetResult();
+            return true;
         }
 
         public override void Fail(Exception e)
         {
-            if (!_posted) Unpin();
+            if (!_posted) Release();
             Completion.TrySetException(e);
         }
+    }
 
-        private void Unpin()
+    private sealed unsafe class AllGatherOperation(MemoryHandle mine, int mineCount, MemoryHandle all, int[] counts, int[] offsets, long deadline, CancellationToken ct, string timeoutMessage)
+        : CollectiveOperation(deadline, ct, timeoutMessage)
+    {
+        private GCHandle _counts, _offsets;
+
+        protected override nint Post(MpiCommunicator c)
+        {
+            _counts = GCHandle.Alloc(counts, GCHandleType.Pinned);
+            _offsets = GCHandle.Alloc(offsets, GCHandleType.Pinned);
+            nint request;
+            Check(c._mpi.Iallgatherv(mine.Pointer, mineCount, c._mpi.Float, all.Pointer, (int*)_counts.AddrOfPinnedObject(), (int*)_offsets.AddrOfPinnedObject(),
+                c._mpi.Float, c._mpi.CommWorld, &request), "MPI_Iallgatherv");
+            return request;
+        }
+
+        protected override void Release()
         {
             if (_counts.IsAllocated) _counts.Free();
             if (_offsets.IsAllocated) _offsets.Free();
@@ -417,61 +447,15 @@ internal sealed class MpiCommunicator : CommunicatorBase
         }
     }
 
-    private sealed unsafe class BarrierOperation(long deadline, CancellationToken ct, string timeoutMessage) : Operation
+    private sealed unsafe class BarrierOperation(long deadline, CancellationToken ct, string timeoutMessage)
+        : CollectiveOperation(deadline, ct, timeoutMessage)
     {
-        private nint _request;
-        private bool _posted;
-
-        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public override bool Abandonable => !_posted;
-
-        public override bool Progress(MpiCommunicator c, byte* status, HashSet<(int, int)> busy, ref long wakeAt)
+        protected override nint Post(MpiCommunicator c)
         {
-            if (!_posted)
-            {
-                if (ct.IsCancellationRequested)
-                {
-                    Completion.TrySetCanceled(ct);
-                    return true;
-                }
-                nint request;
-                Check(c._mpi.Ibarrier(c._mpi.CommWorld, &request), "MPI_Ibarrier");
-                _request = request;
-                _posted = true;
-            }
-            switch (PollPosted(c, ref _request, status, deadline, ct, timeoutMessage, Completion))
-            {
-                case CollectiveState.Pending: return false;
-                case CollectiveState.Done: Completion.TrySetResult(); return true;
-                default: return true;
-            }
+            nint request;
+            Check(c._mpi.Ibarrier(c._mpi.CommWorld, &request), "MPI_Ibarrier");
+            return request;
         }
-
-        public override void Fail(Exception e) => Completion.TrySetException(e);
-    }
-
-    private enum CollectiveState { Pending, Done, Cancelled }
-
-    /// <summary>
-    /// Polls a posted collective. One cannot be withdrawn: past the deadline or on cancellation the communicator is
-    /// broken for good.
-    /// </summary>
-    private static unsafe CollectiveState PollPosted(MpiCommunicator c, ref nint request, byte* status, long deadline,
-        CancellationToken ct, string timeoutMessage, TaskCompletionSource completion)
-    {
-        if (PreciseWait.Now > deadline) throw new RankTimeoutException(-1, timeoutMessage);
-        if (ct.IsCancellationRequested)
-        {
-            c._broken = true;
-            completion.TrySetCanceled(ct);
-            return CollectiveState.Cancelled;
-        }
-        int done;
-        nint r = request;
-        Check(c._mpi.Test(&r, &done, status), "MPI_Test");
-        request = r;
-        return done == 0 ? CollectiveState.Pending : CollectiveState.Done;
     }
 
     private sealed class PooledLease(byte[] buffer, int length) : IMessageLease
