@@ -77,9 +77,11 @@ public class ClientTests
     public async Task Cancellation_stops_a_prefill_promptly()
     {
         // One rank never waits on a peer, so this checks the per-layer cancellation point, not the communicator's.
-        using var host = new InProcessRankJobHost(new[] { SynthWeightSource.LoadTiny(SynthWeightSource.TinyLlama(layers: 64, context: 4096)) });
+        // 16k tokens through 64 layers take tens of seconds (attention alone is several TFLOP), so the prefill is surely
+        // still running when the token fires: with 4k tokens a quiet machine finished before the 200 ms were up.
+        using var host = new InProcessRankJobHost(new[] { SynthWeightSource.LoadTiny(SynthWeightSource.TinyLlama(layers: 64, context: 16384)) });
         var client = new PrefillClient(host);
-        var prompt = PrefillReference.Prompt(4000, 96);
+        var prompt = PrefillReference.Prompt(16000, 96);
         using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
