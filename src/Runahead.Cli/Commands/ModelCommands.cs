@@ -49,12 +49,18 @@ public static class ModelCommands
         dtype.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0");
         var outPath = new Option<string>("--out") { Description = "Output .gguf file", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same file)", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("synth", "Write a GGUF model with seeded random weights and a synthetic vocabulary") { arch, shape, dtype, outPath, seed };
+        var context = new Option<int?>("--context") { Description = "Context length written to the file (default: the shape's, e.g. 2048 for smollm-135m)" };
+        var cmd = new Command("synth", "Write a GGUF model with seeded random weights and a synthetic vocabulary") { arch, shape, dtype, outPath, seed, context };
         cmd.SetAction((parse, ct) => Task.FromResult(Run(() =>
         {
             var architecture = parse.GetValue(arch) == "falcon" ? ModelArchitecture.Falcon : ModelArchitecture.Llama;
             string shapeName = parse.GetValue(shape)!;
             var config = ModelShapes.Get(shapeName, architecture);
+            if (parse.GetValue(context) is int contextLength)
+            {
+                if (contextLength is < 1 or > 1 << 24) throw new RunaheadException($"--context: {contextLength} is outside 1..{1 << 24}");
+                config = config with { ContextLength = contextLength };
+            }
             var type = ParseType(parse.GetValue(dtype)!);
             string file = parse.GetValue(outPath)!;
             var sw = Stopwatch.StartNew();

@@ -74,6 +74,16 @@ public class ModelCommandTests
         Assert.Equal("llama", doc.RootElement.GetProperty("tokenizer_model").GetString());
         Assert.Equal(512, doc.RootElement.GetProperty("tokenizer_tokens").GetInt32());
 
+        (rc, _, stderr) = Run("model", "synth", "--arch", "llama", "--shape", "tiny", "--out", path, "--context", "8192");
+        Assert.True(rc == 0, stderr);
+        (rc, stdout, stderr) = Run("model", "info", "--json", path);
+        Assert.True(rc == 0, stderr);
+        using (var longer = JsonDocument.Parse(stdout))
+            Assert.Equal(8192, longer.RootElement.GetProperty("context_length").GetInt32());
+        (rc, _, stderr) = Run("model", "synth", "--arch", "llama", "--shape", "tiny", "--out", path, "--context", "0");
+        Assert.Equal(1, rc);
+        Assert.Contains("--context", stderr);
+
         (rc, _, stderr) = Run("model", "synth", "--arch", "llama", "--shape", "huge", "--out", path);
         Assert.NotEqual(0, rc);
         Assert.Contains("huge", stderr);
