@@ -66,7 +66,7 @@ public sealed class PrefillOptions
 
     public Option<string> Calibration { get; } = new("--calibration")
     {
-        Description = "Host calibration (from `runahead calibrate`): --partition searched runs KVR-S on the simulator for this prompt; predicted interpolates --partition-table or a table built from it",
+        Description = "Host calibration (from `runahead calibrate`): --partition searched runs KVR-S on the simulator (the calibration's least-squares cost fit) for this prompt; predicted interpolates --partition-table or a table built from it",
     };
 
     public Option<string> CalibrationModel { get; } = new("--calibration-model")

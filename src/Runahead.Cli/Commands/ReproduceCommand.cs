@@ -125,8 +125,8 @@ public static class ReproduceCommand
               $"points its ranks compute (one real layer's t_qkv and t_rest, in batches of at least {F(batchMs, "0")} ms, with one thread alone), " +
               "and one of them again with as many threads at once as the run has ranks (for the cores the ranks share, see below); each prediction " +
               $"uses the median of its own points over the rounds (saved as figures/{calFile}; rows named \"{HostValidation.RowsName(calModel, 2)}\" " +
-              "were timed with 2 threads at once); the LM head and the transport measured alongside; KVR-S's partition was searched on a grid " +
-              "calibration made before the runs (one thread alone, with the cores measured the same way)";
+              "were timed with 2 threads at once); the LM head and the transport measured alongside; KVR-S's partition was searched on the " +
+              "least-squares fit of a grid calibration made before the runs (one thread alone, with the cores measured the same way)";
         result.HostRuns = host.Runs;
         result.HostArguments = $"--host-tokens {string.Join(',', tokens)} --host-ranks {string.Join(',', ranks)} --host-repeats {repeats}" +
             (batchMs != 100 ? $" --host-calibration-batch {F(batchMs, "0.###")}" : "");

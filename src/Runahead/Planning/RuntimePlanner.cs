@@ -19,7 +19,8 @@ public sealed class RuntimePlanner
     public RuntimePlanner(Calibration calibration, ModelConfig shape, string calibrationModel, LinkTopology links,
         double bandwidthBytesPerSecond, PartitionTable? table = null)
     {
-        _simulator = new Simulator(calibration.CostModel(shape, calibrationModel), links);
+        // The smooth fit, not interpolated measurements: a search chases the noise of single measured points.
+        _simulator = new Simulator(calibration.CostModel(shape, calibrationModel, CostSource.Fit), links);
         _bandwidth = bandwidthBytesPerSecond;
         _table = table;
     }
