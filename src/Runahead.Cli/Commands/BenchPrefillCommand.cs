@@ -78,58 +78,13 @@ public static class BenchPrefillCommand
         Array.Sort(seconds);
         double median = repeats % 2 == 1 ? seconds[repeats / 2] : (seconds[repeats / 2 - 1] + seconds[repeats / 2]) / 2;
         double tokPerS = tokens / median;
-        using var self = Process.GetCurrentProcess();
-        self.Refresh();
-        long peakRss = self.PeakWorkingSet64;
+        long peakRss = PeakRss();
         long weights = model.WeightBytes, workspace = prefill.WorkspaceBytes, mapped = model.MappedEmbeddingBytes, file = model.SourceTensorBytes;
 
         if (json)
         {
-            using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer))
-            {
-                w.WriteStartObject();
-                w.WriteString("model", modelPath);
-                w.WriteNumber("tokens", tokens);
-                w.WriteNumber("threads", threads);
-                w.WriteNumber("repeats", repeats);
-                w.WriteNumber("chunk_tokens", prefill.ChunkTokens);
-                w.WriteNumber("median_s", median);
-                w.WriteNumber("min_s", seconds[0]);
-                w.WriteNumber("max_s", seconds[^1]);
-                w.WriteNumber("prompt_tokens_per_s", Math.Round(tokPerS, 3));
-                w.WriteNumber("weights_bytes", weights);
-                w.WriteNumber("mapped_embedding_bytes", mapped);
-                w.WriteNumber("kv_cache_bytes", kvBytes);
-                w.WriteNumber("workspace_bytes", workspace);
-                w.WriteNumber("accounted_bytes", weights + kvBytes + workspace);
-                w.WriteNumber("mapped_file_tensor_bytes", file);
-                w.WriteNumber("peak_rss_bytes", peakRss);
-                if (memoryDetail)
-                {
-                    w.WriteStartArray("memory_detail");
-                    foreach (var (moment, m) in snapshots)
-                    {
-                        w.WriteStartObject();
-                        w.WriteString("moment", moment);
-                        w.WriteNumber("peak_rss_bytes", m.PeakRssBytes);
-                        w.WriteNumber("rss_bytes", m.RssBytes);
-                        w.WriteNumber("rss_anon_bytes", m.RssAnonBytes);
-                        w.WriteNumber("rss_file_bytes", m.RssFileBytes);
-                        w.WriteNumber("rss_shmem_bytes", m.RssShmemBytes);
-                        w.WriteNumber("model_file_rss_bytes", m.MappedFileRssBytes);
-                        w.WriteNumber("other_file_rss_bytes", m.OtherFileRssBytes);
-                        w.WriteNumber("gc_committed_bytes", m.GcCommittedBytes);
-                        w.WriteNumber("gc_heap_bytes", m.GcHeapBytes);
-                        w.WriteNumber("native_anon_bytes", m.NativeAnonBytes);
-                        w.WriteNumber("threads", m.Threads);
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
-                }
-                w.WriteEndObject();
-            }
-            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            WriteJson(stdout, new Report(modelPath, tokens, threads, repeats, prefill.ChunkTokens, median, seconds[0], seconds[^1], tokPerS,
+                weights, mapped, kvBytes, workspace, file, peakRss), memoryDetail ? snapshots : null);
         }
         else
         {
@@ -139,6 +94,77 @@ public static class BenchPrefillCommand
             if (memoryDetail) WriteMemoryDetail(stdout, snapshots);
         }
         return 0;
+    }
+
+    private sealed record Report(string ModelPath, int Tokens, int Threads, int Repeats, int ChunkTokens, double Median, double Min,
+        double Max, double TokPerS, long Weights, long MappedEmbedding, long KvBytes, long Workspace, long FileTensors, long PeakRss);
+
+    /// <summary>The process's peak resident set so far (VmHWM; the runtime's figure where /proc is not there).</summary>
+    private static long PeakRss()
+    {
+        long fromProc = ProcessMemory.ReadPeakRss();
+        return fromProc >= 0 ? fromProc : PeakWorkingSet();
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static long PeakWorkingSet()
+        {
+            using var self = Process.GetCurrentProcess();
+            return self.PeakWorkingSet64;
+        }
+    }
+
+    /// <summary>
+    /// Kept out of <see cref="RunAsync"/> so the JSON library is only loaded (and its pages only count in the peak
+    /// resident set) when --json asks for it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteJson(TextWriter stdout, Report r, List<(string Moment, ProcessMemory Memory)>? snapshots)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("model", r.ModelPath);
+            w.WriteNumber("tokens", r.Tokens);
+            w.WriteNumber("threads", r.Threads);
+            w.WriteNumber("repeats", r.Repeats);
+            w.WriteNumber("chunk_tokens", r.ChunkTokens);
+            w.WriteNumber("median_s", r.Median);
+            w.WriteNumber("min_s", r.Min);
+            w.WriteNumber("max_s", r.Max);
+            w.WriteNumber("prompt_tokens_per_s", Math.Round(r.TokPerS, 3));
+            w.WriteNumber("weights_bytes", r.Weights);
+            w.WriteNumber("mapped_embedding_bytes", r.MappedEmbedding);
+            w.WriteNumber("kv_cache_bytes", r.KvBytes);
+            w.WriteNumber("workspace_bytes", r.Workspace);
+            w.WriteNumber("accounted_bytes", r.Weights + r.KvBytes + r.Workspace);
+            w.WriteNumber("mapped_file_tensor_bytes", r.FileTensors);
+            w.WriteNumber("peak_rss_bytes", r.PeakRss);
+            if (snapshots is not null)
+            {
+                w.WriteStartArray("memory_detail");
+                foreach (var (moment, m) in snapshots)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("moment", moment);
+                    w.WriteNumber("peak_rss_bytes", m.PeakRssBytes);
+                    w.WriteNumber("rss_bytes", m.RssBytes);
+                    w.WriteNumber("rss_anon_bytes", m.RssAnonBytes);
+                    w.WriteNumber("rss_file_bytes", m.RssFileBytes);
+                    w.WriteNumber("rss_shmem_bytes", m.RssShmemBytes);
+                    w.WriteNumber("model_file_rss_bytes", m.MappedFileRssBytes);
+                    w.WriteNumber("other_file_rss_bytes", m.OtherFileRssBytes);
+                    w.WriteNumber("gc_committed_bytes", m.GcCommittedBytes);
+                    w.WriteNumber("gc_heap_bytes", m.GcHeapBytes);
+                    w.WriteNumber("native_anon_bytes", m.NativeAnonBytes);
+                    w.WriteNumber("threads", m.Threads);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+        }
+        stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
     }
 
     /// <summary>One line per moment: peak and current resident set, split into the model file's pages, other files,

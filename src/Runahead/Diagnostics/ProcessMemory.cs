@@ -60,6 +60,13 @@ public sealed record ProcessMemory
         };
     }
 
+    /// <summary>VmHWM alone (cheap: no smaps walk); -1 off Linux.</summary>
+    public static long ReadPeakRss()
+    {
+        if (!OperatingSystem.IsLinux()) return -1;
+        return ParseStatus(File.ReadAllLines("/proc/self/status")).GetValueOrDefault("VmHWM", -1);
+    }
+
     /// <summary>The "Name: value kB" lines of /proc/self/status as bytes ("Threads" as a plain count).</summary>
     internal static Dictionary<string, long> ParseStatus(IEnumerable<string> lines)
     {
