@@ -67,8 +67,7 @@ public sealed class MemoryAccountingTests : IDisposable
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/smaps");
         // About 40 MiB of F32 tensors: every matrix is read once to be packed, so without releasing the pages the
-        // mapping would be resident in full. What may stay: the header, the norm vectors' pages and the large page-cache
-        // folios (up to 2 MiB each) those small reads map.
+        // mapping would be resident in full.
         var config = ModelShapes.Get("tiny") with { Dim = 512, Heads = 8, KvHeads = 4, HeadDim = 64, FfnDim = 1536, Layers = 3, VocabSize = 4096 };
         string path = Path.Combine(_dir, "model.gguf");
         SyntheticModel.Write(config, TensorType.F32, path, seed: 21);
@@ -76,10 +75,12 @@ public sealed class MemoryAccountingTests : IDisposable
         long tensorBytes = model.SourceTensorBytes;
         Assert.True(tensorBytes > 32L << 20, $"{tensorBytes} bytes of tensors");
 
-        var memory = ProcessMemory.Read(path);
-        Assert.InRange(memory.MappedFileRssBytes, 0, tensorBytes / 4);
+        // Load ends by giving back every page of the file (header, norm vectors and what their reads mapped): at most
+        // the partial last page stays.
+        Assert.InRange(ProcessMemory.Read(path).MappedFileRssBytes, 0, 1L << 20);
 
-        // Embedding a prompt reads rows of the mapped table and gives their pages back too.
+        // Embedding a prompt reads rows of the mapped table and gives their pages back too (each read may map a large
+        // page-cache folio of up to 2 MiB around the row, so a few MiB may stay).
         var ids = new int[64];
         for (int i = 0; i < ids.Length; i++) ids[i] = i * 61 % config.VocabSize;
         model.Embed(ids, new float[ids.Length * config.Dim]);

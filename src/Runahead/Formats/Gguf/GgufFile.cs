@@ -205,6 +205,16 @@ public sealed unsafe class GgufFile : IDisposable
         return new GgufFile(file);
     }
 
+    /// <summary>Start of the read-only, file-backed mapping of the whole file (<see cref="FileSize"/> bytes).</summary>
+    internal byte* Base
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _base;
+        }
+    }
+
     public bool TryGetTensor(string name, out GgufTensor tensor) => _byName.TryGetValue(name, out tensor!);
 
     public ReadOnlySpan<byte> GetBytes(GgufTensor t)
