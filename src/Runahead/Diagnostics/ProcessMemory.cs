@@ -24,14 +24,18 @@ public sealed record ProcessMemory
     /// <summary>Resident pages of thread stacks the kernel labels as such ([stack] of the main thread only).</summary>
     public long MainStackRssBytes { get; init; } = -1;
     public int Threads { get; init; } = -1;
-    /// <summary>Bytes the garbage collector has committed (heap, including pinned arrays and free space it keeps).</summary>
+    /// <summary>Bytes the garbage collector had committed at its last collection (heap, pinned arrays, free space it keeps).</summary>
     public long GcCommittedBytes { get; init; }
     /// <summary>Bytes of live and not yet collected objects after the last collection plus allocations since.</summary>
     public long GcHeapBytes { get; init; }
     public string? MappedFile { get; init; }
 
-    /// <summary>Anonymous memory that is not the managed heap: the runtime's native heap, JIT code, stacks.</summary>
-    public long NativeAnonBytes => RssAnonBytes < 0 ? -1 : Math.Max(0, RssAnonBytes - GcCommittedBytes);
+    /// <summary>
+    /// Anonymous memory that is not the managed heap: the runtime's native heap, loader heaps, GC bookkeeping, thread
+    /// stacks. An estimate: the GC's committed figure dates from its last collection, so the heap is taken as the
+    /// larger of that and the bytes allocated since (<see cref="GcHeapBytes"/>).
+    /// </summary>
+    public long NativeAnonBytes => RssAnonBytes < 0 ? -1 : Math.Max(0, RssAnonBytes - Math.Max(GcCommittedBytes, GcHeapBytes));
 
     /// <summary>Reads the figures now; <paramref name="mappedFile"/> names a file whose mapping is counted apart.</summary>
     public static ProcessMemory Read(string? mappedFile = null)
