@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Runahead.Diagnostics;
 using Runahead.Models;
 using Runahead.Prefill;
 
@@ -22,21 +24,25 @@ public static class BenchPrefillCommand
         var chunk = new Option<int>("--chunk") { Description = "Tokens per forward chunk (0 = model default)", DefaultValueFactory = _ => 0 };
         var ctxSize = new Option<int?>("--ctx-size") { Description = "Override the context length read from the model file" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var memoryDetail = new Option<bool>("--memory-detail")
+        {
+            Description = "Also print where resident memory is (kernel and GC figures) before load, after load and after each prefill",
+        };
 
         var cmd = new Command("prefill", "Measure single-process prefill: prompt tok/s and memory");
-        foreach (var o in new Option[] { model, tokens, threads, repeats, chunk, ctxSize, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, tokens, threads, repeats, chunk, ctxSize, json, memoryDetail }) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
             return await RunAsync(parse.GetValue(model), parse.GetValue(tokens), parse.GetValue(threads), parse.GetValue(repeats),
-                parse.GetValue(chunk), parse.GetValue(ctxSize), parse.GetValue(json), stdout, stderr, ct).ConfigureAwait(false);
+                parse.GetValue(chunk), parse.GetValue(ctxSize), parse.GetValue(json), parse.GetValue(memoryDetail), stdout, stderr, ct).ConfigureAwait(false);
         });
         return cmd;
     }
 
     private static async Task<int> RunAsync(string? modelPath, int tokens, int threads, int repeats, int chunk, int? ctxSize, bool json,
-        TextWriter stdout, TextWriter stderr, CancellationToken ct)
+        bool memoryDetail, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         if (tokens < 1) throw new RunaheadException($"--tokens must be >= 1, got {tokens}");
         if (threads < 1) throw new RunaheadException($"--threads must be >= 1, got {threads}");
@@ -45,67 +51,151 @@ public static class BenchPrefillCommand
         if (ctxSize is < 1) throw new RunaheadException($"--ctx-size must be >= 1, got {ctxSize}");
         modelPath ??= Generation.DefaultModel.EnsureAvailable(stderr, ct);
 
+        var snapshots = new List<(string Moment, ProcessMemory Memory)>();
+        // A Hugging Face folder maps several files; only a single model file is counted apart.
+        string? mappedFile = File.Exists(modelPath) ? modelPath : null;
+        if (memoryDetail) snapshots.Add(("start", ProcessMemory.Read(mappedFile)));
         using var model = Model.Load(modelPath, new ModelLoadOptions { Threads = threads, ContextLength = ctxSize });
         if (tokens > model.Config.ContextLength)
             throw new RunaheadException($"--tokens {tokens} exceeds the model's context length of {model.Config.ContextLength} (see --ctx-size)");
         var ids = PromptIds(tokens, model.Config);
         var prefill = new SinglePrefill(model, chunkTokens: chunk);
+        if (memoryDetail) snapshots.Add(("loaded", ProcessMemory.Read(mappedFile)));
 
         long kvBytes = 0;
         var seconds = new double[repeats];
         for (int r = -1; r < repeats; r++)
         {
-            var clock = Stopwatch.StartNew();
-            var result = await prefill.PrefillAsync(ids, ct).ConfigureAwait(false);
-            double s = clock.Elapsed.TotalSeconds;
-            kvBytes = result.Cache.Bytes;
+            string moment = r < 0 ? "warm-up prefill" : $"prefill {r + 1}";
+            var (s, bytes) = await TimeOnePrefillAsync(prefill, ids, memoryDetail ? () => snapshots.Add((moment, ProcessMemory.Read(mappedFile))) : null, ct)
+                .ConfigureAwait(false);
+            kvBytes = bytes;
             if (r >= 0) seconds[r] = s;
             // Each run hands out a new KV cache (generation continues on it); free this one before the next run, outside
             // the timing, so the peak RSS below is that of one prefill and not of every cache the GC has not yet reclaimed.
-            result = null;
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         }
         Array.Sort(seconds);
         double median = repeats % 2 == 1 ? seconds[repeats / 2] : (seconds[repeats / 2 - 1] + seconds[repeats / 2]) / 2;
         double tokPerS = tokens / median;
-        using var self = Process.GetCurrentProcess();
-        self.Refresh();
-        long peakRss = self.PeakWorkingSet64;
+        long peakRss = PeakRss();
         long weights = model.WeightBytes, workspace = prefill.WorkspaceBytes, mapped = model.MappedEmbeddingBytes, file = model.SourceTensorBytes;
 
         if (json)
         {
-            using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer))
-            {
-                w.WriteStartObject();
-                w.WriteString("model", modelPath);
-                w.WriteNumber("tokens", tokens);
-                w.WriteNumber("threads", threads);
-                w.WriteNumber("repeats", repeats);
-                w.WriteNumber("chunk_tokens", prefill.ChunkTokens);
-                w.WriteNumber("median_s", median);
-                w.WriteNumber("min_s", seconds[0]);
-                w.WriteNumber("max_s", seconds[^1]);
-                w.WriteNumber("prompt_tokens_per_s", Math.Round(tokPerS, 3));
-                w.WriteNumber("weights_bytes", weights);
-                w.WriteNumber("mapped_embedding_bytes", mapped);
-                w.WriteNumber("kv_cache_bytes", kvBytes);
-                w.WriteNumber("workspace_bytes", workspace);
-                w.WriteNumber("accounted_bytes", weights + kvBytes + workspace);
-                w.WriteNumber("mapped_file_tensor_bytes", file);
-                w.WriteNumber("peak_rss_bytes", peakRss);
-                w.WriteEndObject();
-            }
-            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            WriteJson(stdout, new Report(modelPath, tokens, threads, repeats, prefill.ChunkTokens, median, seconds[0], seconds[^1], tokPerS,
+                weights, mapped, kvBytes, workspace, file, peakRss), memoryDetail ? snapshots : null);
         }
         else
         {
             var inv = CultureInfo.InvariantCulture;
             stdout.WriteLine(string.Create(inv, $"prefill {tokens} tokens, {threads} threads, chunk {prefill.ChunkTokens}: median {median * 1000:F1} ms over {repeats} runs (min {seconds[0] * 1000:F1}, max {seconds[^1] * 1000:F1}) = {tokPerS:F1} tok/s"));
             stdout.WriteLine(string.Create(inv, $"memory: weights {Mib(weights)} + KV cache {Mib(kvBytes)} + workspace {Mib(workspace)} = {Mib(weights + kvBytes + workspace)} (embedding {Mib(mapped)} read from the mapped file); process peak RSS {Mib(peakRss)}, which also counts pages of the {Mib(file)} mapped file read at load"));
+            if (memoryDetail) WriteMemoryDetail(stdout, snapshots);
         }
         return 0;
+    }
+
+    private sealed record Report(string ModelPath, int Tokens, int Threads, int Repeats, int ChunkTokens, double Median, double Min,
+        double Max, double TokPerS, long Weights, long MappedEmbedding, long KvBytes, long Workspace, long FileTensors, long PeakRss);
+
+    /// <summary>The process's peak resident set so far (VmHWM; the runtime's figure where /proc is not there).</summary>
+    private static long PeakRss()
+    {
+        long fromProc = ProcessMemory.ReadPeakRss();
+        return fromProc >= 0 ? fromProc : PeakWorkingSet();
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static long PeakWorkingSet()
+        {
+            using var self = Process.GetCurrentProcess();
+            return self.PeakWorkingSet64;
+        }
+    }
+
+    /// <summary>
+    /// Kept out of <see cref="RunAsync"/> so the JSON library is only loaded (and its pages only count in the peak
+    /// resident set) when --json asks for it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteJson(TextWriter stdout, Report r, List<(string Moment, ProcessMemory Memory)>? snapshots)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("model", r.ModelPath);
+            w.WriteNumber("tokens", r.Tokens);
+            w.WriteNumber("threads", r.Threads);
+            w.WriteNumber("repeats", r.Repeats);
+            w.WriteNumber("chunk_tokens", r.ChunkTokens);
+            w.WriteNumber("median_s", r.Median);
+            w.WriteNumber("min_s", r.Min);
+            w.WriteNumber("max_s", r.Max);
+            w.WriteNumber("prompt_tokens_per_s", Math.Round(r.TokPerS, 3));
+            w.WriteNumber("weights_bytes", r.Weights);
+            w.WriteNumber("mapped_embedding_bytes", r.MappedEmbedding);
+            w.WriteNumber("kv_cache_bytes", r.KvBytes);
+            w.WriteNumber("workspace_bytes", r.Workspace);
+            w.WriteNumber("accounted_bytes", r.Weights + r.KvBytes + r.Workspace);
+            w.WriteNumber("mapped_file_tensor_bytes", r.FileTensors);
+            w.WriteNumber("peak_rss_bytes", r.PeakRss);
+            if (snapshots is not null)
+            {
+                w.WriteStartArray("memory_detail");
+                foreach (var (moment, m) in snapshots)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("moment", moment);
+                    w.WriteNumber("peak_rss_bytes", m.PeakRssBytes);
+                    w.WriteNumber("rss_bytes", m.RssBytes);
+                    w.WriteNumber("rss_anon_bytes", m.RssAnonBytes);
+                    w.WriteNumber("rss_file_bytes", m.RssFileBytes);
+                    w.WriteNumber("rss_shmem_bytes", m.RssShmemBytes);
+                    w.WriteNumber("model_file_rss_bytes", m.MappedFileRssBytes);
+                    w.WriteNumber("other_file_rss_bytes", m.OtherFileRssBytes);
+                    w.WriteNumber("gc_committed_bytes", m.GcCommittedBytes);
+                    w.WriteNumber("gc_heap_bytes", m.GcHeapBytes);
+                    w.WriteNumber("native_anon_bytes", m.NativeAnonBytes);
+                    w.WriteNumber("threads", m.Threads);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+        }
+        stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    /// <summary>One line per moment: peak and current resident set, split into the model file's pages, other files,
+    /// the managed heap and the rest of anonymous memory (the runtime's native heap, JIT code, thread stacks).</summary>
+    private static void WriteMemoryDetail(TextWriter stdout, List<(string Moment, ProcessMemory Memory)> snapshots)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        stdout.WriteLine("memory detail (MiB): moment | peak RSS | RSS = anonymous + file + shmem | model file pages | other files | GC committed | GC heap | anonymous outside GC | threads");
+        foreach (var (moment, m) in snapshots)
+        {
+            stdout.WriteLine(string.Create(inv,
+                $"  {moment,-16} | {M(m.PeakRssBytes),7} | {M(m.RssBytes),7} = {M(m.RssAnonBytes),7} + {M(m.RssFileBytes),6} + {M(m.RssShmemBytes),5} | {M(m.MappedFileRssBytes),6} | {M(m.OtherFileRssBytes),6} | {M(m.GcCommittedBytes),7} | {M(m.GcHeapBytes),7} | {M(m.NativeAnonBytes),6} | {m.Threads}"));
+        }
+
+        static string M(long bytes) => bytes < 0 ? "n/a" : (bytes / (1024.0 * 1024.0)).ToString("F1", CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>
+    /// Times one prefill and keeps only figures of its result. Run inline in the caller's loop, the awaiter of the
+    /// synchronously completed task stayed reported live in the caller's frame, so each run's KV cache survived the
+    /// collection before the next run and the peak counted two caches.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static async Task<(double Seconds, long KvBytes)> TimeOnePrefillAsync(SinglePrefill prefill, int[] ids, Action? afterRun,
+        CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var result = await prefill.PrefillAsync(ids, ct).ConfigureAwait(false);
+        double seconds = clock.Elapsed.TotalSeconds;
+        afterRun?.Invoke();
+        return (seconds, result.Cache.Bytes);
     }
 
     private static string Mib(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("F1", CultureInfo.InvariantCulture) + " MiB";

@@ -104,6 +104,10 @@ public sealed class Model : IDisposable
                 status = outcome.Status;
             }
             else prepared = Prepare(reader);
+            // Everything the model reads from the file from now on is embedding rows, read (and given back) per token.
+            // The pages still mapped are the header (metadata, tokenizer tables), the norm vectors and the large
+            // folios their small reads mapped: copied already, and read again from the file if ever needed.
+            if (source is GgufWeightSource gguf) ReleaseFilePages(gguf.File);
             return new Model(source, config, pool, options.Pool == null, options.DisposeSource, options.MaxChunkTokens,
                 embedding, outputNorm, prepared.LmHead, prepared.Layers, shared, status);
         }
@@ -114,6 +118,8 @@ public sealed class Model : IDisposable
             throw;
         }
     }
+
+    private static unsafe void ReleaseFilePages(GgufFile file) => MappedPages.Release(file.Base, file.FileSize);
 
     /// <summary>Opens a model file or Hugging Face folder (any format <see cref="WeightSources.Open"/> reads) and loads it.</summary>
     public static Model Load(string path, ModelLoadOptions? options = null)

@@ -22,6 +22,34 @@ public class BenchPrefillCommandTests
     }
 
     [SkippableFact]
+    public void MemoryDetailListsEachMoment()
+    {
+        var model = Fixtures.Path("gguf/stories260K.gguf");
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int rc = Runahead.Cli.Program.Run(["bench", "prefill", "--model", model, "--tokens", "32", "--threads", "1", "--repeats", "2", "--json", "--memory-detail"], stdout, stderr);
+        Assert.True(rc == 0, stderr.ToString());
+        using var doc = JsonDocument.Parse(stdout.ToString());
+        var moments = doc.RootElement.GetProperty("memory_detail").EnumerateArray().ToList();
+        Assert.Equal(["start", "loaded", "warm-up prefill", "prefill 1", "prefill 2"], moments.Select(m => m.GetProperty("moment").GetString()));
+        if (OperatingSystem.IsLinux())
+        {
+            foreach (var m in moments)
+            {
+                long rss = m.GetProperty("rss_bytes").GetInt64();
+                Assert.True(rss > 0 && m.GetProperty("peak_rss_bytes").GetInt64() >= rss);
+                Assert.Equal(rss, m.GetProperty("rss_anon_bytes").GetInt64() + m.GetProperty("rss_file_bytes").GetInt64() + m.GetProperty("rss_shmem_bytes").GetInt64());
+            }
+        }
+
+        stdout = new StringWriter();
+        rc = Runahead.Cli.Program.Run(["bench", "prefill", "--model", model, "--tokens", "32", "--threads", "1", "--repeats", "1", "--memory-detail"], stdout, stderr);
+        Assert.True(rc == 0, stderr.ToString());
+        Assert.Contains("memory detail (MiB)", stdout.ToString());
+        Assert.Contains("warm-up prefill", stdout.ToString());
+    }
+
+    [SkippableFact]
     public void TooManyTokensIsAOneLineError()
     {
         var model = Fixtures.Path("gguf/stories260K.gguf");

@@ -65,7 +65,14 @@ public sealed unsafe class GgufFile : IDisposable
     public long FileSize { get; }
     public int Alignment { get; }
     public long DataStart { get; }
+    /// <summary>
+    /// Every metadata value, boxed as the class summary says. Arrays of <see cref="LazyArrayLength"/> or more elements
+    /// are decoded from the mapped file on each access (a new array each time; the file must still be open).
+    /// </summary>
     public IReadOnlyDictionary<string, object> Metadata { get; }
+
+    /// <summary>Metadata arrays at least this long are not held in memory (see <see cref="Metadata"/>).</summary>
+    public const int LazyArrayLength = 1024;
 
     /// <summary>The stored type of each metadata value (and element type for arrays), so values can be copied exactly.</summary>
     public IReadOnlyDictionary<string, (GgufValueType Type, GgufValueType ElementType)> MetadataTypes { get; }
@@ -105,10 +112,16 @@ public sealed unsafe class GgufFile : IDisposable
                 string key = r.String();
                 var type = (GgufValueType)r.U32();
                 var elementType = type == GgufValueType.Array ? r.PeekArrayElementType() : type;
-                if (!meta.TryAdd(key, r.Value(type, depth: 0, key))) throw r.Fail($"duplicate metadata key '{key}'");
+                long valueAt = r.Position;
+                object value = r.Value(type, depth: 0, key);
+                // Read (and so validated) in full here, but large arrays (the tokenizer's tokens, scores, types and
+                // merges) are not kept: a model holds its file open for life and most users never need them, so they
+                // are decoded again from the mapping when asked for.
+                if (value is Array { Length: >= LazyArrayLength }) value = new DeferredArray(type, valueAt);
+                if (!meta.TryAdd(key, value)) throw r.Fail($"duplicate metadata key '{key}'");
                 types[key] = (type, elementType);
             }
-            Metadata = meta;
+            Metadata = new MetadataView(this, meta);
             MetadataTypes = types;
 
             int alignment = DefaultAlignment;
@@ -192,6 +205,16 @@ public sealed unsafe class GgufFile : IDisposable
         return new GgufFile(file);
     }
 
+    /// <summary>Start of the read-only, file-backed mapping of the whole file (<see cref="FileSize"/> bytes).</summary>
+    internal byte* Base
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _base;
+        }
+    }
+
     public bool TryGetTensor(string name, out GgufTensor tensor) => _byName.TryGetValue(name, out tensor!);
 
     public ReadOnlySpan<byte> GetBytes(GgufTensor t)
@@ -262,6 +285,44 @@ public sealed unsafe class GgufFile : IDisposable
         if (_disposed) return;
         _disposed = true;
         _file.Dispose();
+    }
+
+    /// <summary>Where a large metadata array is in the file (it was read and validated once at open).</summary>
+    private sealed record DeferredArray(GgufValueType Type, long Position);
+
+    private object Decode(string key, object stored)
+    {
+        if (stored is not DeferredArray deferred) return stored;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var r = new Reader(Path, _base, FileSize) { Position = deferred.Position };
+        return r.Value(deferred.Type, depth: 0, key);
+    }
+
+    /// <summary>The metadata dictionary, decoding deferred arrays as they are read (order of the file kept).</summary>
+    private sealed class MetadataView(GgufFile file, Dictionary<string, object> stored) : IReadOnlyDictionary<string, object>
+    {
+        public object this[string key] => file.Decode(key, stored[key]);
+        public IEnumerable<string> Keys => stored.Keys;
+        public IEnumerable<object> Values
+        {
+            get { foreach (var (key, value) in stored) yield return file.Decode(key, value); }
+        }
+        public int Count => stored.Count;
+        public bool ContainsKey(string key) => stored.ContainsKey(key);
+
+        public bool TryGetValue(string key, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out object value)
+        {
+            if (!stored.TryGetValue(key, out var v)) { value = null; return false; }
+            value = file.Decode(key, v);
+            return true;
+        }
+
+        public IEnumerator<KeyValuePair<string, object>> GetEnumerator()
+        {
+            foreach (var (key, value) in stored) yield return new(key, file.Decode(key, value));
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     /// <summary>Bounds-checked little-endian cursor over the mapped file.</summary>
