@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
+using Runahead.Numerics.Jit;
 
 namespace Runahead.Numerics;
 
@@ -13,6 +14,9 @@ internal enum PanelType
 
     /// <summary>F16 without Inf/NaN (almost every real weight): a cheaper widening.</summary>
     F16Finite,
+
+    /// <summary>BF16 in k pairs ([panel][k/2][32][2], see <see cref="Bf16PairsKernels"/>) for the generated vdpbf16ps kernel.</summary>
+    BF16Pairs,
 }
 
 /// <summary>
@@ -35,6 +39,10 @@ internal sealed unsafe class PackedGemm : IParallelWork
     // 512: the C block stays in L2 across K slices next to the activation block; measured (MC 128) 2-3 % faster
     // than 1024 at K = 5632 on Zen 5, equal at K = 2048.
     private const int MaxNC = 512;
+    // The pairs kernel's K slice: PairsKC x NR x 2 bytes = 32 KiB of weight per micro-panel, the same L1 footprint as the
+    // F32 path's KC; the bf16 activation block (at most 252 x 512 x 2 bytes; PairsKC is a whole number of 16-pair groups) fits the F32
+    // activation scratch.
+    internal const int PairsKC = 512;
     private const int MR = GemmMicroKernels.MR;
     private const int NR = GemmMicroKernels.NR;
 
@@ -74,6 +82,8 @@ internal sealed unsafe class PackedGemm : IParallelWork
         {
             work._small = false;
             work._mc = pool.Threads == 1 ? SingleThreadMC : MaxMC;
+            // Whole 14-row micro-panels per block: 128 or 256 rows would leave a mostly empty edge tile in every block.
+            if (type == PanelType.BF16Pairs) work._mc = work._mc / Bf16PairsKernels.MR * Bf16PairsKernels.MR;
             work._chunkFastest = pool.Threads > 1;
             work._mBlocks = (m + work._mc - 1) / work._mc;
             int chunksWanted = Math.Max(1, (4 * pool.Threads + work._mBlocks - 1) / work._mBlocks);
@@ -100,6 +110,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
             case PanelType.F16: RunItem<F16Element>(item); break;
             case PanelType.BF16: RunItem<Bf16Element>(item); break;
             case PanelType.F16Finite: RunItem<F16FiniteElement>(item); break;
+            case PanelType.BF16Pairs: RunPairsItem(item); break;
             default: throw new InvalidOperationException($"unknown panel type {_type}");
         }
     }
@@ -188,6 +199,117 @@ internal sealed unsafe class PackedGemm : IParallelWork
         }
     }
 
+    private void RunPairsItem(int item)
+    {
+        var s = t_scratch ??= new Scratch();
+        if (_small) RunSmallPairs(item, s);
+        else if (Bf16Dot.KernelAvailable) RunBlockedPairs(item, s);
+        else RunBlockedPairsWidened(item, s);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RunSmallPairs(int item, Scratch s)
+    {
+        int p0 = item * _panelsPerItem;
+        int p1 = Math.Min(p0 + _panelsPerItem, (_n + NR - 1) / NR);
+        nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
+        for (int p = p0; p < p1; p++)
+        {
+            int nValid = Math.Min(NR, _n - p * NR);
+            var panel = (uint*)(_panels + p * panelBytes);
+            if (nValid == NR)
+            {
+                Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, _y + p * NR, _n);
+                continue;
+            }
+            Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, s.Tile, NR);
+            for (int r = 0; r < _m; r++)
+                new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(_y + (nint)r * _n + p * NR, nValid));
+        }
+    }
+
+    /// <summary>
+    /// The blocked product on the generated kernel: each PairsKC-deep slice of an M block is rounded to bf16 pairs once,
+    /// then multiplied against the weight micro-panels of the chunk as stored (no widening). Same item order as
+    /// <see cref="RunBlocked{T}"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RunBlockedPairs(int item, Scratch s)
+    {
+        const int mr = Bf16PairsKernels.MR;
+        int nChunks = (_n + _nc - 1) / _nc;
+        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
+        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
+        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
+        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
+        nint ldcBytes = (nint)_n * 4;
+        var aPairs = (uint*)s.A;
+        for (int k0 = 0; k0 < _k; k0 += PairsKC)
+        {
+            int kc = Math.Min(PairsKC, _k - k0);
+            int pairs = Bf16PairsKernels.PairCount(kc);
+            int panelLength = Bf16PairsKernels.MicroPanelLength(pairs);
+            bool accumulate = k0 > 0;
+            Bf16PairsKernels.PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, aPairs);
+            for (int nb = n0; nb < nEnd; nb += NR)
+            {
+                var b = (uint*)(_panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4);
+                int nValid = Math.Min(NR, _n - nb);
+                for (int r0 = 0; r0 < mc; r0 += mr)
+                {
+                    int rows = Math.Min(mr, mc - r0);
+                    uint* a = aPairs + (nint)(r0 / mr) * panelLength;
+                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    if (rows == mr && nValid == NR)
+                    {
+                        Bf16Dot.Kernel(a, b, pairs, c, ldcBytes, accumulate);
+                        continue;
+                    }
+                    if (accumulate)
+                        for (int r = 0; r < rows; r++)
+                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                    Bf16Dot.Kernel(a, b, pairs, s.Tile, NR * 4, accumulate);
+                    for (int r = 0; r < rows; r++)
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                }
+            }
+        }
+    }
+
+    /// <summary>Pairs panels without the generated kernel (not expected: they are only packed when it exists): widen and use the F32 kernels.</summary>
+    private void RunBlockedPairsWidened(int item, Scratch s)
+    {
+        int nChunks = (_n + _nc - 1) / _nc;
+        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
+        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
+        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
+        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
+        for (int k0 = 0; k0 < _k; k0 += KC)
+        {
+            int kc = Math.Min(KC, _k - k0);
+            bool accumulate = k0 > 0;
+            PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, s.A);
+            for (int nb = n0; nb < nEnd; nb += NR)
+            {
+                Bf16PairsKernels.WidenPanel((uint*)(_panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4), kc, s.B);
+                int nValid = Math.Min(NR, _n - nb);
+                for (int r0 = 0; r0 < mc; r0 += MR)
+                {
+                    int rows = Math.Min(MR, mc - r0);
+                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    if (accumulate)
+                        for (int r = 0; r < rows; r++)
+                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                    GemmMicroKernels.Kernel8x32V256(s.A + (nint)r0 * kc, s.B, kc, s.Tile, NR, accumulate);
+                    for (int r = 0; r < rows; r++)
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                }
+            }
+        }
+    }
+
     /// <summary>Packs rows [0, mc) x columns [0, kc) of x (row stride ldx) into MR-row micro-panels, zero-padding rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackActivations(float* x, nint ldx, int mc, int kc, float* dst)
@@ -251,7 +373,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     {
         private readonly float[] _a = GC.AllocateUninitializedArray<float>(MaxMC * KC + 16, pinned: true);
         private readonly float[] _b = GC.AllocateUninitializedArray<float>(KC * NR + 16, pinned: true);
-        private readonly float[] _tile = GC.AllocateUninitializedArray<float>(MR * NR + 16, pinned: true);
+        private readonly float[] _tile = GC.AllocateUninitializedArray<float>(Math.Max(MR, Bf16PairsKernels.MR) * NR + 16, pinned: true);
 
         public float* A => Aligned(_a);
         public float* B => Aligned(_b);

@@ -52,6 +52,18 @@ internal static class TestData
         }
     }
 
+    /// <summary>Whether a product of <paramref name="tokens"/> rows with this weight runs on the generated BF16 kernel (activations rounded to bf16).</summary>
+    public static bool RoundsActivationsToBf16(LinearWeight weight, int tokens) =>
+        weight.PanelType == PanelType.BF16Pairs && tokens > PackedGemm.SmallM;
+
+    /// <summary>Each value rounded to bf16 (nearest even) and back, as the BF16 kernel sees activations.</summary>
+    public static float[] RoundToBf16(ReadOnlySpan<float> x)
+    {
+        var r = new float[x.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = DType.Bf16ToFloat(DType.FloatToBf16(x[i]));
+        return r;
+    }
+
     /// <summary>Asserts |actual - expected| &lt;= rel * scale[i] + abs elementwise, naming the first bad index.</summary>
     public static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, ReadOnlySpan<float> scale, float rel, float abs = 1e-6f)
     {

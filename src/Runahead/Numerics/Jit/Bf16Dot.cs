@@ -29,7 +29,7 @@ internal static unsafe class Bf16Dot
     public static string Status => s_state.Value.Kernel != null ? "on" : "off: " + s_state.Value.Reason;
 
     /// <summary>
-    /// C[MR, 32] (+)= A B: <paramref name="a"/> [kPairs][MR] bf16-pair dwords, <paramref name="b"/> [kPairs][32] pair dwords,
+    /// C[MR, 32] (+)= A B: <paramref name="a"/> bf16-pair dwords in the grouped layout of <see cref="Bf16KernelGenerator"/>, <paramref name="b"/> [kPairs][32] pair dwords,
     /// C rows <paramref name="ldcBytes"/> apart. Only call when <see cref="KernelAvailable"/>.
     /// </summary>
     public static void Kernel(uint* a, uint* b, nint kPairs, float* c, nint ldcBytes, bool accumulate) =>
@@ -77,9 +77,9 @@ internal static unsafe class Bf16Dot
     /// <summary>One small product against the scalar reference (both the overwrite and the accumulate entry); null when it matches.</summary>
     private static string? SelfTest(delegate* unmanaged<uint*, uint*, nint, float*, nint, nint, void> kernel)
     {
-        const int kPairs = 19, ldc = 40;
+        const int kPairs = 35, ldc = 40; // two main-loop groups and a 3-pair tail
         var rng = new Random(20260127);
-        var a = new uint[kPairs * MR];
+        var a = new uint[(kPairs + Bf16KernelGenerator.Group - 1) / Bf16KernelGenerator.Group * Bf16KernelGenerator.Group * MR];
         var b = new uint[kPairs * 32];
         for (int i = 0; i < a.Length; i++) a[i] = RandomPair(rng);
         for (int i = 0; i < b.Length; i++) b[i] = RandomPair(rng);

@@ -92,6 +92,12 @@ internal sealed class X64Emitter
     /// <summary>jnz label</summary>
     public void Jnz(Label target) => Jcc(0x5, target);
 
+    /// <summary>jl label (signed less)</summary>
+    public void Jl(Label target) => Jcc(0xC, target);
+
+    /// <summary>jge label (signed greater or equal)</summary>
+    public void Jge(Label target) => Jcc(0xD, target);
+
     /// <summary>jz label</summary>
     public void Jz(Label target) => Jcc(0x4, target);
 

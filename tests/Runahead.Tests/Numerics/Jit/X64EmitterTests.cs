@@ -65,18 +65,33 @@ public class X64EmitterTests
     [Fact]
     public void JumpsUseRel8BackwardAndPatchedRel32Forward()
     {
-        // .top: dec rdx; jnz .top (75 fb); jz .end (0f 84 rel32 = 1); ret; .end: ret
+        // GNU as on: top: dec rdx; jnz top; jge top; {disp32} jz end; {disp32} jl end; ret; end: ret
         var e = new X64Emitter();
         var top = new Label();
         var end = new Label();
         e.Bind(top);
         e.Dec(Gpr.Rdx);
         e.Jnz(top);
+        e.Jge(top);
         e.Jz(end);
+        e.Jl(end);
         e.Ret();
         e.Bind(end);
         e.Ret();
-        Assert.Equal("48 ff ca 75 fb 0f 84 01 00 00 00 c3 c3", Hex(e.ToArray()));
+        Assert.Equal("48 ff ca 75 fb 7d f9 0f 84 07 00 00 00 0f 8c 01 00 00 00 c3 c3", Hex(e.ToArray()));
+    }
+
+    [Fact]
+    public void FarBackwardJumpTakesRel32()
+    {
+        var e = new X64Emitter();
+        var top = new Label();
+        e.Bind(top);
+        for (int i = 0; i < 100; i++) e.Dec(Gpr.Rdx);
+        e.Jge(top);
+        var code = e.ToArray();
+        // 0f 8d rel32, relative to the end of the 6-byte jump: -(300 + 6).
+        Assert.Equal("0f 8d " + Hex(BitConverter.GetBytes(-306)), Hex(code[300..]));
     }
 
     [Fact]
@@ -88,14 +103,14 @@ public class X64EmitterTests
     }
 
     [Fact]
-    public void KernelIsStraightLineWithOneLoop()
+    public void KernelHasSixteenPairMainLoopAndOnePairTail()
     {
         var code = Bf16KernelGenerator.Generate(Bf16Dot.MR);
-        // 2 MR dpbf16 per k pair: each is 62 xx xx xx 52 /r with a register source.
+        // 2 MR dpbf16 per k pair (16 in the main loop, 1 in the tail): each is 62 P0 P1 P2 52 with map 0F38 and F3.
         int dots = 0;
         for (int i = 0; i + 4 < code.Length; i++)
             if (code[i] == 0x62 && code[i + 4] == 0x52 && (code[i + 2] & 3) == 2 && (code[i + 1] & 3) == 2) dots++;
-        Assert.Equal(2 * Bf16Dot.MR, dots);
+        Assert.Equal(2 * Bf16Dot.MR * (Bf16KernelGenerator.Group + 1), dots);
         Assert.Equal(new byte[] { 0xc5, 0xf8, 0x77, 0xc3 }, code[^4..]);
         Assert.Throws<ArgumentOutOfRangeException>(() => Bf16KernelGenerator.Generate(15));
     }
