@@ -142,8 +142,11 @@ internal static unsafe class Bf16PairsKernels
             (s1 + s3).Store(y + 16);
             return;
         }
+        // Even and odd k accumulate separately (16 chains): one chain per row half would put two dependent FMAs per pair on it.
         Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default;
         Vector512<float> c0 = default, c1 = default, d0 = default, d1 = default;
+        Vector512<float> a2 = default, a3 = default, b2 = default, b3 = default;
+        Vector512<float> c2 = default, c3 = default, d2 = default, d3 = default;
         for (int p = 0; p < fullPairs; p++, panel += NR)
         {
             var l = Vector512.Load(panel);
@@ -153,14 +156,22 @@ internal static unsafe class Bf16PairsKernels
             var ol = (l & mask).AsSingle();
             var oh = (h & mask).AsSingle();
             int i = 2 * p;
-            a0 = Vector512.FusedMultiplyAdd(Vector512.Create(x0[i + 1]), ol, Vector512.FusedMultiplyAdd(Vector512.Create(x0[i]), el, a0));
-            a1 = Vector512.FusedMultiplyAdd(Vector512.Create(x0[i + 1]), oh, Vector512.FusedMultiplyAdd(Vector512.Create(x0[i]), eh, a1));
-            b0 = Vector512.FusedMultiplyAdd(Vector512.Create(x1[i + 1]), ol, Vector512.FusedMultiplyAdd(Vector512.Create(x1[i]), el, b0));
-            b1 = Vector512.FusedMultiplyAdd(Vector512.Create(x1[i + 1]), oh, Vector512.FusedMultiplyAdd(Vector512.Create(x1[i]), eh, b1));
-            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(x2[i + 1]), ol, Vector512.FusedMultiplyAdd(Vector512.Create(x2[i]), el, c0));
-            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(x2[i + 1]), oh, Vector512.FusedMultiplyAdd(Vector512.Create(x2[i]), eh, c1));
-            d0 = Vector512.FusedMultiplyAdd(Vector512.Create(x3[i + 1]), ol, Vector512.FusedMultiplyAdd(Vector512.Create(x3[i]), el, d0));
-            d1 = Vector512.FusedMultiplyAdd(Vector512.Create(x3[i + 1]), oh, Vector512.FusedMultiplyAdd(Vector512.Create(x3[i]), eh, d1));
+            var v = Vector512.Create(x0[i]);
+            a0 = Vector512.FusedMultiplyAdd(v, el, a0); a1 = Vector512.FusedMultiplyAdd(v, eh, a1);
+            v = Vector512.Create(x0[i + 1]);
+            a2 = Vector512.FusedMultiplyAdd(v, ol, a2); a3 = Vector512.FusedMultiplyAdd(v, oh, a3);
+            v = Vector512.Create(x1[i]);
+            b0 = Vector512.FusedMultiplyAdd(v, el, b0); b1 = Vector512.FusedMultiplyAdd(v, eh, b1);
+            v = Vector512.Create(x1[i + 1]);
+            b2 = Vector512.FusedMultiplyAdd(v, ol, b2); b3 = Vector512.FusedMultiplyAdd(v, oh, b3);
+            v = Vector512.Create(x2[i]);
+            c0 = Vector512.FusedMultiplyAdd(v, el, c0); c1 = Vector512.FusedMultiplyAdd(v, eh, c1);
+            v = Vector512.Create(x2[i + 1]);
+            c2 = Vector512.FusedMultiplyAdd(v, ol, c2); c3 = Vector512.FusedMultiplyAdd(v, oh, c3);
+            v = Vector512.Create(x3[i]);
+            d0 = Vector512.FusedMultiplyAdd(v, el, d0); d1 = Vector512.FusedMultiplyAdd(v, eh, d1);
+            v = Vector512.Create(x3[i + 1]);
+            d2 = Vector512.FusedMultiplyAdd(v, ol, d2); d3 = Vector512.FusedMultiplyAdd(v, oh, d3);
         }
         if (odd)
         {
@@ -172,10 +183,10 @@ internal static unsafe class Bf16PairsKernels
             c0 = Vector512.FusedMultiplyAdd(Vector512.Create(x2[i]), el, c0); c1 = Vector512.FusedMultiplyAdd(Vector512.Create(x2[i]), eh, c1);
             d0 = Vector512.FusedMultiplyAdd(Vector512.Create(x3[i]), el, d0); d1 = Vector512.FusedMultiplyAdd(Vector512.Create(x3[i]), eh, d1);
         }
-        a0.Store(y); a1.Store(y + 16);
-        if (rows > 1) { b0.Store(y + ldy); b1.Store(y + ldy + 16); }
-        if (rows > 2) { c0.Store(y + 2 * ldy); c1.Store(y + 2 * ldy + 16); }
-        if (rows > 3) { d0.Store(y + 3 * ldy); d1.Store(y + 3 * ldy + 16); }
+        (a0 + a2).Store(y); (a1 + a3).Store(y + 16);
+        if (rows > 1) { (b0 + b2).Store(y + ldy); (b1 + b3).Store(y + ldy + 16); }
+        if (rows > 2) { (c0 + c2).Store(y + 2 * ldy); (c1 + c3).Store(y + 2 * ldy + 16); }
+        if (rows > 3) { (d0 + d2).Store(y + 3 * ldy); (d1 + d3).Store(y + 3 * ldy + 16); }
     }
 
     /// <summary>The decode contract with Vector256 (only reached when tests force the 256-bit kernels).</summary>
