@@ -203,7 +203,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     {
         var s = t_scratch ??= new Scratch();
         if (_small) RunSmallPairs(item, s);
-        else if (Bf16Dot.KernelAvailable) RunBlockedPairs(item, s);
+        else if (Bf16Dot.KernelAvailable && !Bf16Dot.ForceWidening) RunBlockedPairs(item, s);
         else RunBlockedPairsWidened(item, s);
     }
 

@@ -64,6 +64,20 @@ internal static class TestData
         return r;
     }
 
+    /// <summary>sum_i |x[t, i] w[o, i]| for each output: the magnitude rounding errors of a dot product scale with.</summary>
+    public static float[] AbsScale(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int m, int n, int k)
+    {
+        var scale = new float[m * n];
+        for (int t = 0; t < m; t++)
+            for (int o = 0; o < n; o++)
+            {
+                double s = 0;
+                for (int i = 0; i < k; i++) s += Math.Abs(x[t * k + i] * w[o * k + i]);
+                scale[t * n + o] = (float)s;
+            }
+        return scale;
+    }
+
     /// <summary>Asserts |actual - expected| &lt;= rel * scale[i] + abs elementwise, naming the first bad index.</summary>
     public static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, ReadOnlySpan<float> scale, float rel, float abs = 1e-6f)
     {

@@ -16,7 +16,10 @@ internal static unsafe class Bf16Dot
 
     private static readonly Lazy<State> s_state = new(Initialize, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    /// <summary>Tests set this to pack BF16 weights for the widening path as if the kernel were unavailable.</summary>
+    /// <summary>
+    /// Tests set this to pack BF16 weights for the widening path as if the kernel were unavailable (and to run pairs
+    /// panels packed before through the widening fallback).
+    /// </summary>
     internal static bool ForceWidening;
 
     /// <summary>Whether BF16 weights packed now use the pairs layout and the generated kernel.</summary>

@@ -148,15 +148,7 @@ public class Bf16DotTests
         var xSeen = TestData.RoundsActivationsToBf16(weight, m) ? TestData.RoundToBf16(x) : x;
         var expected = new float[m * n];
         GemmReference.Forward(xSeen, dense, expected, m, n, k);
-        var scale = new float[m * n];
-        for (int t = 0; t < m; t++)
-            for (int o = 0; o < n; o++)
-            {
-                double s = 0;
-                for (int i = 0; i < k; i++) s += Math.Abs(xSeen[t * k + i] * dense[o * k + i]);
-                scale[t * n + o] = (float)s;
-            }
-        TestData.AssertClose(expected, actual, scale, 1e-5f);
+        TestData.AssertClose(expected, actual, TestData.AbsScale(xSeen, dense, m, n, k), 1e-5f);
     }
 
     [Theory]
@@ -222,7 +214,37 @@ public class Bf16FallbackTests
             using var pool = new ComputePool(2);
             weight.Forward(x, m, actual, pool);
             // F32 math on the widened weight: the tolerance of the F32 kernels, no bf16 activation rounding.
-            TestData.AssertClose(expected, actual, default, 1e-5f, 1e-5f);
+            TestData.AssertClose(expected, actual, TestData.AbsScale(x, dense, m, n, k), 1e-5f);
+        }
+        finally
+        {
+            Bf16Dot.ForceWidening = saved;
+        }
+    }
+
+    [SkippableTheory]
+    [InlineData(9, 70, 33)]
+    [InlineData(130, 33, 600)]
+    public void PairsPanelsRunWithoutTheKernel(int m, int n, int k)
+    {
+        Skip.IfNot(Bf16Dot.Enabled, "no AVX512_BF16 kernel here: " + Bf16Dot.Status);
+        var stored = TestData.Stored(TensorType.BF16, n, k, seed: 11);
+        var dense = new float[n * k];
+        DType.ToFloat32(stored, TensorType.BF16, dense);
+        var x = TestData.Floats(m * k, seed: 12);
+        var expected = new float[m * n];
+        GemmReference.Forward(x, dense, expected, m, n, k);
+        var weight = LinearWeight.FromStored(stored, TensorType.BF16, n, k);
+        Assert.Equal(PanelType.BF16Pairs, weight.PanelType);
+        bool saved = Bf16Dot.ForceWidening;
+        Bf16Dot.ForceWidening = true;
+        try
+        {
+            var actual = new float[m * n];
+            using var pool = new ComputePool(2);
+            weight.Forward(x, m, actual, pool);
+            // Widened to F32 and multiplied by the F32 kernel: no activation rounding.
+            TestData.AssertClose(expected, actual, TestData.AbsScale(x, dense, m, n, k), 1e-5f);
         }
         finally
         {
