@@ -39,9 +39,9 @@ internal sealed unsafe class PackedGemm : IParallelWork
     // 512: the C block stays in L2 across K slices next to the activation block; measured (MC 128) 2-3 % faster
     // than 1024 at K = 5632 on Zen 5, equal at K = 2048.
     private const int MaxNC = 512;
-    // The pairs kernel's K slice: PairsKC x NR x 2 bytes = 32 KiB of weight per micro-panel, the same L1 footprint as the
-    // F32 path's KC; the bf16 activation block (at most 252 x 512 x 2 bytes; PairsKC is a whole number of 16-pair groups) fits the F32
-    // activation scratch.
+    // The pairs kernel's K slice: PairsKC x NR x 2 bytes = 32 KiB of weight per micro-panel, the same L1 footprint as
+    // the F32 path's KC. The bf16 activation block (at most 252 x 512 x 2 bytes; PairsKC is a whole number of 16-pair
+    // groups) fits the F32 activation scratch.
     internal const int PairsKC = 512;
     private const int MR = GemmMicroKernels.MR;
     private const int NR = GemmMicroKernels.NR;
