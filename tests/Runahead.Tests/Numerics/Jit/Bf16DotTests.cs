@@ -252,6 +252,34 @@ public class Bf16FallbackTests
         }
     }
 
+    [SkippableTheory]
+    [InlineData(300, 70, 1100, 1)]
+    [InlineData(300, 70, 1100, 2)]
+    [InlineData(29, 33, 97, 2)]
+    public void SeveralPassesOfRowsGiveTheSameProduct(int m, int n, int k, int threads)
+    {
+        Skip.IfNot(Bf16Dot.Enabled, "no AVX512_BF16 kernel here: " + Bf16Dot.Status);
+        var stored = TestData.Stored(TensorType.BF16, n, k, seed: 13);
+        var x = TestData.Floats(m * k, seed: 14);
+        var weight = LinearWeight.FromStored(stored, TensorType.BF16, n, k);
+        using var pool = new ComputePool(threads);
+        var onePass = new float[m * n];
+        weight.Forward(x, m, onePass, pool);
+        long saved = PackedGemm.PairsBufferBytes;
+        // One 14-row micro-panel per pass at most: passes of one M block.
+        PackedGemm.PairsBufferBytes = 1;
+        try
+        {
+            var passes = new float[m * n];
+            weight.Forward(x, m, passes, pool);
+            Assert.Equal(onePass, passes);
+        }
+        finally
+        {
+            PackedGemm.PairsBufferBytes = saved;
+        }
+    }
+
     [Fact]
     public void CacheKeyNamesTheBf16Layout()
     {
