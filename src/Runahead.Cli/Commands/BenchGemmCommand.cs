@@ -65,6 +65,7 @@ public static class BenchGemmCommand
                             if (!asJson) output.WriteLine(FormatRow(r));
                         }
         if (asJson) output.WriteLine(ToJson(results, blas));
+        else if (types.Contains(TensorType.BF16)) output.WriteLine($"bf16 kernel (vdpbf16ps): {GemmBenchmark.Bf16KernelStatus}");
         return 0;
     }
 
@@ -88,6 +89,7 @@ public static class BenchGemmCommand
             w.WriteNumber("processorCount", Environment.ProcessorCount);
             w.WriteString("units", "GFLOP/s = 2MNK / time; ours, theirs, ratio: median repeat; *Best: fastest repeat");
             if (blas is not null) w.WriteString("compare", blas.LibraryName);
+            w.WriteString("bf16Kernel", GemmBenchmark.Bf16KernelStatus);
             w.WriteStartArray("cases");
             foreach (var r in results)
             {

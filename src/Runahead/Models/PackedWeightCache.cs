@@ -14,7 +14,7 @@ namespace Runahead.Models;
 /// so ranks on one host share one copy of them instead of each packing its own.
 /// <para>
 /// The file is keyed by the model's identity (full path, size and modification time of its file(s), a hash of its
-/// tensor table), the panel layout (format version, panel width, vector ISA) and the code that packed it (the
+/// tensor table), the panel layout (format version, panel width, vector ISA, BF16 pairs or rows) and the code that packed it (the
 /// assembly's MVID): any change gives another file name, and the full key is stored inside and compared on open.
 /// Layout: a 64-byte header (magic, version, sizes, table hash), the panels of each weight at 4096-byte-aligned
 /// offsets, then the table (key, and per weight: name, types, shape, offset, length, hash of its bytes). Opening
@@ -27,7 +27,8 @@ namespace Runahead.Models;
 /// </summary>
 public static class PackedWeightCache
 {
-    internal const uint FormatVersion = 1;
+    // 2: BF16 weights may be stored in k pairs for the generated vdpbf16ps kernel (the key says which layout).
+    internal const uint FormatVersion = 2;
     internal const int HeaderBytes = 64;
     // Page alignment (not just the 64 bytes the GEMM wants): each weight starts on its own page of the mapping.
     internal const int PanelAlignment = 4096;
@@ -221,7 +222,8 @@ public static class PackedWeightCache
         }
         var key = new StringBuilder();
         key.Append("runahead packed weights v").Append(FormatVersion).Append('\n');
-        key.Append("panels nr=").Append(GemmMicroKernels.NR).Append(" isa=").Append(Isa()).Append('\n');
+        key.Append("panels nr=").Append(GemmMicroKernels.NR).Append(" isa=").Append(Isa())
+            .Append(" bf16=").Append(Runahead.Numerics.Jit.Bf16Dot.Enabled ? "pairs" : "rows").Append('\n');
         key.Append("code ").Append(typeof(PackedWeightCache).Module.ModuleVersionId).Append('\n');
         key.Append("format ").Append(source.FormatName).Append('\n');
         if (File.Exists(full)) AppendFile(key, full);
@@ -245,8 +247,8 @@ public static class PackedWeightCache
         key.Append("file ").Append(path).Append(' ').Append(info.Length).Append(' ').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
     }
 
-    // The panel layout is the same on every path today (NR = 32 everywhere); the ISA is in the key so that a future
-    // ISA-specific layout can never be read by a process expecting another.
+    // NR is 32 on every path; BF16 weights are in k pairs where the generated kernel runs (the key's bf16= part). The
+    // ISA is in the key too, so an ISA-specific layout can never be read by a process expecting another.
     private static string Isa() => Avx512F.IsSupported ? "avx512" : Avx2.IsSupported ? "avx2" : "portable";
 
     private static string FileNameFor(IWeightSource source, string key) => $"{FilePrefixFor(source)}{PanelHash.OfString(key):x16}{Extension}";

@@ -24,6 +24,9 @@ public sealed record GemmBenchmarkResult(int M, int N, int K, TensorType DType, 
 /// </summary>
 public static class GemmBenchmark
 {
+    /// <summary>Whether BF16 weights run on the generated vdpbf16ps kernel ("on") or widen to F32 ("off: why").</summary>
+    public static string Bf16KernelStatus => Jit.Bf16Dot.Status;
+
     public static GemmBenchmarkResult Run(int m, int n, int k, TensorType dtype, int threads, OpenBlas? openBlas, int repeats = 7, int warmup = 2)
     {
         if (m < 1 || n < 1 || k < 1) throw new RunaheadException($"bench gemm: shape {m}x{n}x{k} must be positive");

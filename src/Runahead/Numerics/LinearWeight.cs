@@ -1,12 +1,15 @@
 using System.Runtime.InteropServices;
 using Runahead.Formats;
+using Runahead.Numerics.Jit;
 
 namespace Runahead.Numerics;
 
 /// <summary>
 /// The weight of a linear layer, W [out, in] as model files store it, packed once at load for Y = X W^T into panels
 /// of 32 output features ([panel][in][32], see <see cref="PackedGemm"/>). F32 and Q8_0 (dequantised while packing)
-/// become F32 panels; F16 and BF16 stay 16-bit (half the memory traffic) and are widened inside the GEMM.
+/// become F32 panels; F16 and BF16 stay 16-bit (half the memory traffic) and are widened inside the GEMM, except BF16
+/// where the generated vdpbf16ps kernel is available (<see cref="Bf16Dot"/>): then its panels hold k pairs
+/// (<see cref="PanelType.BF16Pairs"/>) and products round the activations to bf16.
 /// The panels live either in this object's pinned arrays or in a read-only mapping of a packed-weight cache file
 /// (<see cref="Runahead.Models.PackedWeightCache"/>) that several processes share.
 /// </summary>
@@ -74,8 +77,12 @@ public sealed class LinearWeight
     }
 
     /// <summary>Bytes the panels of a [outFeatures, inFeatures] weight take as <paramref name="panelType"/>.</summary>
-    internal static long PackedBytes(PanelType panelType, int outFeatures, int inFeatures) =>
-        PackedLength(outFeatures, inFeatures) * (panelType == PanelType.F32 ? 4 : 2);
+    internal static long PackedBytes(PanelType panelType, int outFeatures, int inFeatures) => panelType switch
+    {
+        PanelType.F32 => PackedLength(outFeatures, inFeatures) * 4,
+        PanelType.BF16Pairs => PairsLength(outFeatures, inFeatures) * 2,
+        _ => PackedLength(outFeatures, inFeatures) * 2,
+    };
 
     /// <summary>Prepares a weight from its stored bytes (row-major [outFeatures, inFeatures]).</summary>
     public static LinearWeight FromStored(ReadOnlySpan<byte> stored, TensorType type, int outFeatures, int inFeatures)
@@ -97,6 +104,15 @@ public sealed class LinearWeight
                 var panels = GC.AllocateUninitializedArray<float>((int)packedElements, pinned: true);
                 PackRows(MemoryMarshal.Cast<byte, float>(stored), outFeatures, inFeatures, panels);
                 return new LinearWeight(panels, null, PanelType.F32, outFeatures, inFeatures, type);
+            }
+            case TensorType.BF16 when Bf16Dot.Enabled:
+            {
+                long pairsLength = PairsLength(outFeatures, inFeatures);
+                if (pairsLength > Array.MaxLength)
+                    throw new ArgumentException($"a [{outFeatures}, {inFeatures}] weight is too large to pack ({pairsLength} elements)");
+                var panels = GC.AllocateUninitializedArray<ushort>((int)pairsLength, pinned: true);
+                PackPairs(MemoryMarshal.Cast<byte, ushort>(stored), outFeatures, inFeatures, panels);
+                return new LinearWeight(null, panels, PanelType.BF16Pairs, outFeatures, inFeatures, type);
             }
             case TensorType.F16:
             case TensorType.BF16:
@@ -173,6 +189,27 @@ public sealed class LinearWeight
 
     private static long PackedLength(int outFeatures, int inFeatures) =>
         (long)((outFeatures + NR - 1) / NR) * NR * inFeatures;
+
+    private static long PairsLength(int outFeatures, int inFeatures) =>
+        (long)((outFeatures + NR - 1) / NR) * Bf16PairsKernels.PanelLength(inFeatures);
+
+    private static unsafe void PackPairs(ReadOnlySpan<ushort> w, int outFeatures, int inFeatures, ushort[] panels)
+    {
+        int panelCount = (outFeatures + NR - 1) / NR;
+        fixed (ushort* src = w)
+        fixed (ushort* dst = panels)
+        {
+            nint s = (nint)src, d = (nint)dst;
+            if (panels.LongLength < 1 << 20)
+            {
+                for (int p = 0; p < panelCount; p++) Bf16PairsKernels.PackPanel((ushort*)s, (ushort*)d, p, outFeatures, inFeatures);
+            }
+            else
+            {
+                Parallel.For(0, panelCount, p => Bf16PairsKernels.PackPanel((ushort*)s, (ushort*)d, p, outFeatures, inFeatures));
+            }
+        }
+    }
 
     /// <summary>Transposes rows into panels; panels are independent, so large weights are packed in parallel.</summary>
     private static unsafe void PackRows<T>(ReadOnlySpan<T> w, int outFeatures, int inFeatures, T[] panels) where T : unmanaged

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
+using Runahead.Numerics.Jit;
 
 namespace Runahead.Numerics;
 
@@ -13,6 +14,9 @@ internal enum PanelType
 
     /// <summary>F16 without Inf/NaN (almost every real weight): a cheaper widening.</summary>
     F16Finite,
+
+    /// <summary>BF16 in k pairs ([panel][k/2][32][2], see <see cref="Bf16PairsKernels"/>) for the generated vdpbf16ps kernel.</summary>
+    BF16Pairs,
 }
 
 /// <summary>
@@ -35,6 +39,13 @@ internal sealed unsafe class PackedGemm : IParallelWork
     // 512: the C block stays in L2 across K slices next to the activation block; measured (MC 128) 2-3 % faster
     // than 1024 at K = 5632 on Zen 5, equal at K = 2048.
     private const int MaxNC = 512;
+    // The pairs kernel's K slice: PairsKC x NR x 2 bytes = 32 KiB of weight per micro-panel, the same L1 footprint as
+    // the F32 path's KC. The bf16 activation block (at most 252 x 512 x 2 bytes; PairsKC is a whole number of 16-pair
+    // groups) fits the F32 activation scratch.
+    internal const int PairsKC = 512;
+    // 8 MiB: one pass for 512-token chunks up to K = 8192 (TinyLlama's 5632 takes 5.8 MB); kept per calling thread.
+    // Tests lower it to exercise several passes.
+    internal static long PairsBufferBytes = 8L << 20;
     private const int MR = GemmMicroKernels.MR;
     private const int NR = GemmMicroKernels.NR;
 
@@ -47,6 +58,11 @@ internal sealed unsafe class PackedGemm : IParallelWork
     private PanelType _type;
     private int _m, _n, _k, _mc, _mBlocks, _nc, _panelsPerItem;
     private bool _small, _chunkFastest;
+    // BF16 pairs path: activations rounded once per pass into a shared buffer (slice-major micro-panels).
+    private uint[]? _pairsBuffer;
+    private uint* _packedA;
+    private int _slices, _slicePanelLength, _mPanels;
+    private bool _packPhase, _pairsPrepacked;
 
     /// <summary>Runs the product on <paramref name="pool"/>; panels must stay pinned for the duration.</summary>
     public static void Run(float* x, int m, int k, byte* panels, PanelType type, int n, float* y, ComputePool pool)
@@ -75,11 +91,21 @@ internal sealed unsafe class PackedGemm : IParallelWork
             work._small = false;
             work._mc = pool.Threads == 1 ? SingleThreadMC : MaxMC;
             work._chunkFastest = pool.Threads > 1;
-            work._mBlocks = (m + work._mc - 1) / work._mc;
-            int chunksWanted = Math.Max(1, (4 * pool.Threads + work._mBlocks - 1) / work._mBlocks);
-            int ncPanels = Math.Clamp((panelCount + chunksWanted - 1) / chunksWanted, 1, MaxNC / NR);
-            work._nc = ncPanels * NR;
-            items = work._mBlocks * ((panelCount + ncPanels - 1) / ncPanels);
+            work._pairsPrepacked = type == PanelType.BF16Pairs && Bf16Dot.KernelAvailable && !Bf16Dot.ForceWidening;
+            if (work._pairsPrepacked)
+            {
+                try
+                {
+                    work.RunPairsPrepacked(pool);
+                }
+                finally
+                {
+                    work._x = work._y = null;
+                    work._panels = null;
+                }
+                return;
+            }
+            items = work.ConfigureBlocks(m, pool.Threads);
         }
         try
         {
@@ -92,6 +118,82 @@ internal sealed unsafe class PackedGemm : IParallelWork
         }
     }
 
+    /// <summary>Sets the M blocks and N chunks of the blocked path for <paramref name="m"/> rows; returns the item count.</summary>
+    private int ConfigureBlocks(int m, int threads)
+    {
+        int panelCount = (_n + NR - 1) / NR;
+        _mBlocks = (m + _mc - 1) / _mc;
+        int chunksWanted = Math.Max(1, (4 * threads + _mBlocks - 1) / _mBlocks);
+        int ncPanels = Math.Clamp((panelCount + chunksWanted - 1) / chunksWanted, 1, MaxNC / NR);
+        _nc = ncPanels * NR;
+        return _mBlocks * ((panelCount + ncPanels - 1) / ncPanels);
+    }
+
+    /// <summary>
+    /// The blocked product on the generated BF16 kernel, in two parallel phases per pass of rows: first every (M block,
+    /// K slice) of the activations is rounded to bf16 pairs once into a shared buffer, then the (M block x N chunk)
+    /// items multiply from it. Packing per item instead (as the F32 path does) would repeat it for every N chunk, which
+    /// cost ~5 % of the time at N chunks of 512 and more for narrow weights: the kernel itself runs twice as fast as the
+    /// F32 one, so the packing weighs twice as much. Passes keep the buffer at most <see cref="PairsBufferBytes"/>.
+    /// </summary>
+    private void RunPairsPrepacked(ComputePool pool)
+    {
+        // Whole 14-row micro-panels per block: 128 or 256 rows would leave a mostly empty edge tile in every block.
+        _mc = _mc / Bf16PairsKernels.MR * Bf16PairsKernels.MR;
+        float* x = _x, y = _y;
+        int m = _m;
+        _slices = (_k + PairsKC - 1) / PairsKC;
+        _slicePanelLength = Bf16PairsKernels.MicroPanelLength(Math.Min(PairsKC, _k + 1) / 2);
+        long microPanelBytes = (long)_slices * _slicePanelLength * 4;
+        int maxPanels = (int)Math.Max(1, PairsBufferBytes / microPanelBytes);
+        int passRows = Math.Max(_mc, maxPanels * Bf16PairsKernels.MR / _mc * _mc);
+        for (int m0 = 0; m0 < m; m0 += passRows)
+        {
+            int rows = Math.Min(passRows, m - m0);
+            _x = x + (nint)m0 * _k;
+            _y = y + (nint)m0 * _n;
+            _m = rows;
+            _mPanels = (rows + Bf16PairsKernels.MR - 1) / Bf16PairsKernels.MR;
+            _packedA = PairsBuffer((long)_slices * _mPanels * _slicePanelLength);
+            int items = ConfigureBlocks(rows, pool.Threads);
+            _packPhase = true;
+            try
+            {
+                pool.For(_mBlocks * _slices, this);
+            }
+            finally
+            {
+                _packPhase = false;
+            }
+            pool.For(items, this);
+        }
+    }
+
+    private uint* PairsBuffer(long dwords)
+    {
+        if (_pairsBuffer is null || _pairsBuffer.LongLength < dwords + 16)
+            _pairsBuffer = GC.AllocateUninitializedArray<uint>(checked((int)(dwords + 16)), pinned: true);
+        var p = (uint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_pairsBuffer));
+        return (uint*)(((nint)p + 63) & ~(nint)63);
+    }
+
+    /// <summary>
+    /// Start of micro-panel <paramref name="microPanel"/> of K slice <paramref name="slice"/> in the shared activation
+    /// buffer: slices are <see cref="_slicePanelLength"/> x micro-panels apart, the micro-panels of a slice
+    /// <paramref name="panelLength"/> (shorter for a last, partial slice: what <see cref="Bf16PairsKernels.PackActivations"/> writes).
+    /// </summary>
+    private uint* PackedPairs(int slice, int microPanel, int panelLength) =>
+        _packedA + (nint)slice * _mPanels * _slicePanelLength + (nint)microPanel * panelLength;
+
+    private void PackPairsItem(int item)
+    {
+        int mb = item / _slices, slice = item % _slices;
+        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
+        int k0 = slice * PairsKC, kc = Math.Min(PairsKC, _k - k0);
+        int panelLength = Bf16PairsKernels.MicroPanelLength(Bf16PairsKernels.PairCount(kc));
+        Bf16PairsKernels.PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, PackedPairs(slice, m0 / Bf16PairsKernels.MR, panelLength));
+    }
+
     public void Run(int item, int worker)
     {
         switch (_type)
@@ -100,6 +202,8 @@ internal sealed unsafe class PackedGemm : IParallelWork
             case PanelType.F16: RunItem<F16Element>(item); break;
             case PanelType.BF16: RunItem<Bf16Element>(item); break;
             case PanelType.F16Finite: RunItem<F16FiniteElement>(item); break;
+            case PanelType.BF16Pairs when _packPhase: PackPairsItem(item); break;
+            case PanelType.BF16Pairs: RunPairsItem(item); break;
             default: throw new InvalidOperationException($"unknown panel type {_type}");
         }
     }
@@ -188,6 +292,116 @@ internal sealed unsafe class PackedGemm : IParallelWork
         }
     }
 
+    private void RunPairsItem(int item)
+    {
+        var s = t_scratch ??= new Scratch();
+        if (_small) RunSmallPairs(item, s);
+        else if (_pairsPrepacked) RunBlockedPairs(item, s);
+        else RunBlockedPairsWidened(item, s);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RunSmallPairs(int item, Scratch s)
+    {
+        int p0 = item * _panelsPerItem;
+        int p1 = Math.Min(p0 + _panelsPerItem, (_n + NR - 1) / NR);
+        nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
+        for (int p = p0; p < p1; p++)
+        {
+            int nValid = Math.Min(NR, _n - p * NR);
+            var panel = (uint*)(_panels + p * panelBytes);
+            if (nValid == NR)
+            {
+                Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, _y + p * NR, _n);
+                continue;
+            }
+            Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, s.Tile, NR);
+            for (int r = 0; r < _m; r++)
+                new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(_y + (nint)r * _n + p * NR, nValid));
+        }
+    }
+
+    /// <summary>
+    /// One (M block x N chunk) item on the generated kernel: per K slice, the weight micro-panels of the chunk as stored
+    /// (no widening) against the activation micro-panels packed by <see cref="PackPairsItem"/>. Same item order as
+    /// <see cref="RunBlocked{T}"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RunBlockedPairs(int item, Scratch s)
+    {
+        const int mr = Bf16PairsKernels.MR;
+        int nChunks = (_n + _nc - 1) / _nc;
+        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
+        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
+        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
+        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
+        nint ldcBytes = (nint)_n * 4;
+        for (int slice = 0; slice < _slices; slice++)
+        {
+            int k0 = slice * PairsKC;
+            int pairs = Bf16PairsKernels.PairCount(Math.Min(PairsKC, _k - k0));
+            int panelLength = Bf16PairsKernels.MicroPanelLength(pairs);
+            bool accumulate = slice > 0;
+            uint* aBlock = PackedPairs(slice, m0 / mr, panelLength);
+            for (int nb = n0; nb < nEnd; nb += NR)
+            {
+                var b = (uint*)(_panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4);
+                int nValid = Math.Min(NR, _n - nb);
+                for (int r0 = 0; r0 < mc; r0 += mr)
+                {
+                    int rows = Math.Min(mr, mc - r0);
+                    uint* a = aBlock + (nint)(r0 / mr) * panelLength;
+                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    if (rows == mr && nValid == NR)
+                    {
+                        Bf16Dot.Kernel(a, b, pairs, c, ldcBytes, accumulate);
+                        continue;
+                    }
+                    if (accumulate)
+                        for (int r = 0; r < rows; r++)
+                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                    Bf16Dot.Kernel(a, b, pairs, s.Tile, NR * 4, accumulate);
+                    for (int r = 0; r < rows; r++)
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                }
+            }
+        }
+    }
+
+    /// <summary>Pairs panels without the generated kernel (not expected: they are only packed when it exists): widen and use the F32 kernels.</summary>
+    private void RunBlockedPairsWidened(int item, Scratch s)
+    {
+        int nChunks = (_n + _nc - 1) / _nc;
+        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
+        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
+        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
+        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
+        for (int k0 = 0; k0 < _k; k0 += KC)
+        {
+            int kc = Math.Min(KC, _k - k0);
+            bool accumulate = k0 > 0;
+            PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, s.A);
+            for (int nb = n0; nb < nEnd; nb += NR)
+            {
+                Bf16PairsKernels.WidenPanel((uint*)(_panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4), kc, s.B);
+                int nValid = Math.Min(NR, _n - nb);
+                for (int r0 = 0; r0 < mc; r0 += MR)
+                {
+                    int rows = Math.Min(MR, mc - r0);
+                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    if (accumulate)
+                        for (int r = 0; r < rows; r++)
+                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                    GemmMicroKernels.Kernel8x32V256(s.A + (nint)r0 * kc, s.B, kc, s.Tile, NR, accumulate);
+                    for (int r = 0; r < rows; r++)
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                }
+            }
+        }
+    }
+
     /// <summary>Packs rows [0, mc) x columns [0, kc) of x (row stride ldx) into MR-row micro-panels, zero-padding rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackActivations(float* x, nint ldx, int mc, int kc, float* dst)
@@ -251,7 +465,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     {
         private readonly float[] _a = GC.AllocateUninitializedArray<float>(MaxMC * KC + 16, pinned: true);
         private readonly float[] _b = GC.AllocateUninitializedArray<float>(KC * NR + 16, pinned: true);
-        private readonly float[] _tile = GC.AllocateUninitializedArray<float>(MR * NR + 16, pinned: true);
+        private readonly float[] _tile = GC.AllocateUninitializedArray<float>(Math.Max(MR, Bf16PairsKernels.MR) * NR + 16, pinned: true);
 
         public float* A => Aligned(_a);
         public float* B => Aligned(_b);

@@ -28,6 +28,17 @@ public class BenchGemmCommandTests
             Assert.True(c.GetProperty("ours").GetDouble() > 0);
             Assert.Equal(JsonValueKind.Null, c.GetProperty("ratio").ValueKind);
         }
+        Assert.Equal(Runahead.Numerics.GemmBenchmark.Bf16KernelStatus, doc.RootElement.GetProperty("bf16Kernel").GetString());
+    }
+
+    [Fact]
+    public void TableNamesTheBf16PathWhenBf16IsMeasured()
+    {
+        var (code, output, err) = Run("bench", "gemm", "--m", "5", "--n", "33", "--k", "31", "--dtype", "bf16", "--threads", "1", "--repeats", "1");
+        Assert.True(code == 0, err);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        Assert.StartsWith("bf16 kernel (vdpbf16ps): " + (Runahead.Numerics.Jit.Bf16Dot.KernelAvailable ? "on" : "off: "), lines[2]);
     }
 
     [Fact]

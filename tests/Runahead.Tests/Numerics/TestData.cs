@@ -52,6 +52,32 @@ internal static class TestData
         }
     }
 
+    /// <summary>Whether a product of <paramref name="tokens"/> rows with this weight runs on the generated BF16 kernel (activations rounded to bf16).</summary>
+    public static bool RoundsActivationsToBf16(LinearWeight weight, int tokens) =>
+        weight.PanelType == PanelType.BF16Pairs && tokens > PackedGemm.SmallM;
+
+    /// <summary>Each value rounded to bf16 (nearest even) and back, as the BF16 kernel sees activations.</summary>
+    public static float[] RoundToBf16(ReadOnlySpan<float> x)
+    {
+        var r = new float[x.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = DType.Bf16ToFloat(DType.FloatToBf16(x[i]));
+        return r;
+    }
+
+    /// <summary>sum_i |x[t, i] w[o, i]| for each output: the magnitude rounding errors of a dot product scale with.</summary>
+    public static float[] AbsScale(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int m, int n, int k)
+    {
+        var scale = new float[m * n];
+        for (int t = 0; t < m; t++)
+            for (int o = 0; o < n; o++)
+            {
+                double s = 0;
+                for (int i = 0; i < k; i++) s += Math.Abs(x[t * k + i] * w[o * k + i]);
+                scale[t * n + o] = (float)s;
+            }
+        return scale;
+    }
+
     /// <summary>Asserts |actual - expected| &lt;= rel * scale[i] + abs elementwise, naming the first bad index.</summary>
     public static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, ReadOnlySpan<float> scale, float rel, float abs = 1e-6f)
     {
