@@ -6,7 +6,7 @@ namespace Runahead.Tests.Planning;
 public class PartitionTableTests(ITestOutputHelper output)
 {
     [Fact]
-    public void InterpolatesSplitFractionsLinearlyInTokens()
+    public void InterpolatesSplitPositionsLinearlyInTokens()
     {
         var table = new PartitionTable
         {
@@ -17,8 +17,10 @@ public class PartitionTableTests(ITestOutputHelper output)
                 new PartitionTableEntry(3, 1e9, 3000, [0.3, 0.6], 1),
             ],
         };
-        // Halfway: fractions 0.4, 0.7 of 2000 tokens.
-        Assert.Equal([800, 600, 600], table.Predict(2000, 3, 1e9));
+        // Halfway between split positions (500, 800) of 1000 tokens and (900, 1800) of 3000: (700, 1300) of 2000, not the
+        // halfway fractions (0.4, 0.7 -> 800, 1400); a quarter of the way: (600, 1050) of 1500.
+        Assert.Equal([700, 600, 700], table.Predict(2000, 3, 1e9));
+        Assert.Equal([600, 450, 450], table.Predict(1500, 3, 1e9));
         // Outside the table: the nearest length's fractions.
         Assert.Equal([250, 150, 100], table.Predict(500, 3, 1e9));
         Assert.Equal([1200, 1200, 1600], table.Predict(4000, 3, 1e9));
