@@ -6,7 +6,7 @@ namespace Runahead.Numerics.Jit;
 /// The generated vdpbf16ps micro-kernel (see <see cref="Bf16KernelGenerator"/>) and whether this process uses it for
 /// BF16 weights. The kernel exists only when the CPU has AVX512_BF16 (with AVX512F/BW, so the OS saves zmm state), the
 /// OS is Linux x64, the code could be placed in read-execute pages and a self-test product matched the scalar
-/// reference. Whether it is used is then measured (<see cref="Bf16PathProbe"/>): on AMD Zen 4/5 the kernel is twice
+/// reference. Whether it is used is then measured (<see cref="Bf16PathProbe"/>): on AMD Zen 5 the kernel is twice
 /// the F32 FMA rate, but Intel server cores issue two 512-bit FMAs per cycle and vdpbf16ps on one port, so there it
 /// loses to widening BF16 to F32. RUNAHEAD_BF16_DOT=0|off|false forces widening, =1|on|force the kernel (skipping the
 /// timing, not the self-test). Decided once, at first use, before any weight is packed; never an error.
