@@ -40,7 +40,7 @@ internal static unsafe class Bf16Dot
     /// <summary>"on: " or "off: " and why (the measured ratio, the switch, the missing CPU feature, ...).</summary>
     public static string Status => (s_state.Value.Selected ? "on: " : "off: ") + s_state.Value.Reason;
 
-    /// <summary>Kernel time / widening time speedup measured at start-up; null when not measured (forced or no kernel).</summary>
+    /// <summary>Widening time / kernel time in the start-up probe; null when not measured (forced or no kernel).</summary>
     public static double? MeasuredSpeedup => s_state.Value.Speedup;
 
     /// <summary>Wall time of the whole decision (self-test and probe, including JIT of the probed code).</summary>
