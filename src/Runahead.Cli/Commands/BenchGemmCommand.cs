@@ -90,6 +90,8 @@ public static class BenchGemmCommand
             w.WriteString("units", "GFLOP/s = 2MNK / time; ours, theirs, ratio: median repeat; *Best: fastest repeat");
             if (blas is not null) w.WriteString("compare", blas.LibraryName);
             w.WriteString("bf16Kernel", GemmBenchmark.Bf16KernelStatus);
+            if (GemmBenchmark.Bf16KernelSpeedup is double speedup) w.WriteNumber("bf16KernelSpeedup", Math.Round(speedup, 3));
+            w.WriteNumber("bf16DecisionMs", Math.Round(GemmBenchmark.Bf16DecisionTime.TotalMilliseconds, 2));
             w.WriteStartArray("cases");
             foreach (var r in results)
             {

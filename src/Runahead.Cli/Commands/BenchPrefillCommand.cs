@@ -84,20 +84,22 @@ public static class BenchPrefillCommand
         if (json)
         {
             WriteJson(stdout, new Report(modelPath, tokens, threads, repeats, prefill.ChunkTokens, median, seconds[0], seconds[^1], tokPerS,
-                weights, mapped, kvBytes, workspace, file, peakRss), memoryDetail ? snapshots : null);
+                weights, mapped, kvBytes, workspace, file, peakRss, model.Bf16Path, Model.Bf16Decision), memoryDetail ? snapshots : null);
         }
         else
         {
             var inv = CultureInfo.InvariantCulture;
             stdout.WriteLine(string.Create(inv, $"prefill {tokens} tokens, {threads} threads, chunk {prefill.ChunkTokens}: median {median * 1000:F1} ms over {repeats} runs (min {seconds[0] * 1000:F1}, max {seconds[^1] * 1000:F1}) = {tokPerS:F1} tok/s"));
             stdout.WriteLine(string.Create(inv, $"memory: weights {Mib(weights)} + KV cache {Mib(kvBytes)} + workspace {Mib(workspace)} = {Mib(weights + kvBytes + workspace)} (embedding {Mib(mapped)} read from the mapped file); process peak RSS {Mib(peakRss)}, which also counts pages of the {Mib(file)} mapped file read at load"));
+            stdout.WriteLine($"bf16 weights: {model.Bf16Path} (vdpbf16ps kernel {Model.Bf16Decision})");
             if (memoryDetail) WriteMemoryDetail(stdout, snapshots);
         }
         return 0;
     }
 
     private sealed record Report(string ModelPath, int Tokens, int Threads, int Repeats, int ChunkTokens, double Median, double Min,
-        double Max, double TokPerS, long Weights, long MappedEmbedding, long KvBytes, long Workspace, long FileTensors, long PeakRss);
+        double Max, double TokPerS, long Weights, long MappedEmbedding, long KvBytes, long Workspace, long FileTensors, long PeakRss,
+        string Bf16Path, string Bf16Decision);
 
     /// <summary>The process's peak resident set so far (VmHWM; the runtime's figure where /proc is not there).</summary>
     private static long PeakRss()
@@ -140,6 +142,8 @@ public static class BenchPrefillCommand
             w.WriteNumber("accounted_bytes", r.Weights + r.KvBytes + r.Workspace);
             w.WriteNumber("mapped_file_tensor_bytes", r.FileTensors);
             w.WriteNumber("peak_rss_bytes", r.PeakRss);
+            w.WriteString("bf16_path", r.Bf16Path);
+            w.WriteString("bf16_kernel", r.Bf16Decision);
             if (snapshots is not null)
             {
                 w.WriteStartArray("memory_detail");

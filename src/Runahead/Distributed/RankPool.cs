@@ -603,6 +603,9 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
             psi.ArgumentList.Add("--rank");
             psi.ArgumentList.Add(rank.ToString(System.Globalization.CultureInfo.InvariantCulture));
             psi.Environment["DOTNET_gcServer"] = "0";
+            // Every rank must pack BF16 weights in the coordinator's layout (single- and multi-rank results agree only
+            // on the same path); a worker measuring on its own could decide otherwise under load.
+            psi.Environment[Numerics.Jit.Bf16Dot.EnvironmentVariable] = Numerics.Jit.Bf16Dot.WorkerSetting;
             Process = new Process { StartInfo = psi, EnableRaisingEvents = true };
         }
 

@@ -75,6 +75,16 @@ public sealed class DecoderLayer
         return new DecoderLayer(index, c, pool, attnNorm, mlpNorm, qkv, q, k, v, output, gate, up, down);
     }
 
+    /// <summary>Adds this layer's BF16 weights packed for the generated kernel and those packed for widening.</summary>
+    internal void CountBf16Weights(ref int kernel, ref int widening)
+    {
+        foreach (var l in new[] { _qkv, _q, _k, _v, _output, _gate, _up, _down })
+        {
+            if (l?.Weight.PanelType == Numerics.PanelType.BF16Pairs) kernel++;
+            else if (l?.Weight.PanelType == Numerics.PanelType.BF16) widening++;
+        }
+    }
+
     /// <summary>Bytes of weights as prepared for compute (linear layers, norms, biases).</summary>
     internal long WeightBytes
     {

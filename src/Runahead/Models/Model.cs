@@ -136,6 +136,26 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>
+    /// How this model's BF16 weights run: "kernel" (packed in pairs for the generated vdpbf16ps kernel), "widening"
+    /// (widened to F32 for the F32 kernel), "mixed" (both; a packed-weight cache written by another decision), or
+    /// "none" (no BF16 linear weights). See <see cref="Numerics.Jit.Bf16Dot"/> for why.
+    /// </summary>
+    public string Bf16Path
+    {
+        get
+        {
+            int kernel = 0, widening = 0;
+            foreach (var l in _layers) l.CountBf16Weights(ref kernel, ref widening);
+            if (_lmHead.Weight.PanelType == Numerics.PanelType.BF16Pairs) kernel++;
+            else if (_lmHead.Weight.PanelType == Numerics.PanelType.BF16) widening++;
+            return kernel > 0 ? widening > 0 ? "mixed" : "kernel" : widening > 0 ? "widening" : "none";
+        }
+    }
+
+    /// <summary>Why BF16 weights packed in this process use the kernel or widen ("on: measured 1.95x widening", ...).</summary>
+    public static string Bf16Decision => Numerics.Jit.Bf16Dot.Status;
+
     /// <summary>Bytes of weights prepared for compute (the embedding table stays in the mapped file, see <see cref="MappedEmbeddingBytes"/>).</summary>
     public long WeightBytes
     {

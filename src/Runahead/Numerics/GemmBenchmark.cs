@@ -27,6 +27,12 @@ public static class GemmBenchmark
     /// <summary>Whether BF16 weights run on the generated vdpbf16ps kernel ("on") or widen to F32 ("off: why").</summary>
     public static string Bf16KernelStatus => Jit.Bf16Dot.Status;
 
+    /// <summary>How much faster the kernel was than widening in the start-up probe; null when not measured.</summary>
+    public static double? Bf16KernelSpeedup => Jit.Bf16Dot.MeasuredSpeedup;
+
+    /// <summary>How long the BF16 path decision took (kernel generation, self-test, probe).</summary>
+    public static TimeSpan Bf16DecisionTime => Jit.Bf16Dot.DecisionTime;
+
     public static GemmBenchmarkResult Run(int m, int n, int k, TensorType dtype, int threads, OpenBlas? openBlas, int repeats = 7, int warmup = 2)
     {
         if (m < 1 || n < 1 || k < 1) throw new RunaheadException($"bench gemm: shape {m}x{n}x{k} must be positive");

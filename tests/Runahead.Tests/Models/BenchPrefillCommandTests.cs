@@ -19,6 +19,35 @@ public class BenchPrefillCommandTests
         long accounted = root.GetProperty("accounted_bytes").GetInt64();
         Assert.True(accounted > 0);
         Assert.True(root.GetProperty("peak_rss_bytes").GetInt64() >= accounted);
+        Assert.Equal("none", root.GetProperty("bf16_path").GetString()); // an F32 model
+    }
+
+    [Fact]
+    public void ReportsWhichBf16PathRan()
+    {
+        var dir = Directory.CreateTempSubdirectory("runahead-benchbf16-");
+        try
+        {
+            var model = Path.Combine(dir.FullName, "bf16.gguf");
+            Runahead.Formats.Synthetic.SyntheticModel.Write(Runahead.Formats.ModelShapes.Get("tiny"), Runahead.Formats.TensorType.BF16, model, seed: 5);
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            int rc = Runahead.Cli.Program.Run(["bench", "prefill", "--model", model, "--tokens", "16", "--threads", "1", "--repeats", "1", "--json"], stdout, stderr);
+            Assert.True(rc == 0, stderr.ToString());
+            using var doc = JsonDocument.Parse(stdout.ToString());
+            Assert.Equal(Runahead.Numerics.Jit.Bf16Dot.Enabled ? "kernel" : "widening", doc.RootElement.GetProperty("bf16_path").GetString());
+            Assert.Equal(Runahead.Numerics.Jit.Bf16Dot.Status, doc.RootElement.GetProperty("bf16_kernel").GetString());
+
+            stdout = new StringWriter();
+            rc = Runahead.Cli.Program.Run(["bench", "prefill", "--model", model, "--tokens", "16", "--threads", "1", "--repeats", "1"], stdout, stderr);
+            Assert.True(rc == 0, stderr.ToString());
+            Assert.Contains("bf16 weights: " + (Runahead.Numerics.Jit.Bf16Dot.Enabled ? "kernel" : "widening") + " (vdpbf16ps kernel "
+                + Runahead.Numerics.Jit.Bf16Dot.Status + ")", stdout.ToString());
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
     }
 
     [SkippableFact]

@@ -38,7 +38,7 @@ public class BenchGemmCommandTests
         Assert.True(code == 0, err);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(3, lines.Length);
-        Assert.StartsWith("bf16 kernel (vdpbf16ps): " + (Runahead.Numerics.Jit.Bf16Dot.KernelAvailable ? "on" : "off: "), lines[2]);
+        Assert.StartsWith("bf16 kernel (vdpbf16ps): " + (Runahead.Numerics.Jit.Bf16Dot.Enabled ? "on: " : "off: "), lines[2]);
     }
 
     [Fact]

@@ -152,22 +152,92 @@ public class Bf16DotTests
     }
 
     [Theory]
-    [InlineData(null, false)]
-    [InlineData("", false)]
-    [InlineData("1", false)]
-    [InlineData("on", false)]
-    [InlineData("0", true)]
-    [InlineData(" off ", true)]
-    [InlineData("FALSE", true)]
-    public void EnvironmentSwitch(string? value, bool disabled) => Assert.Equal(disabled, Bf16Dot.DisabledBy(value));
+    [InlineData(null, "Measure")]
+    [InlineData("", "Measure")]
+    [InlineData("  ", "Measure")]
+    [InlineData("1", "Kernel")]
+    [InlineData("on", "Kernel")]
+    [InlineData(" Force ", "Kernel")]
+    [InlineData("0", "Widen")]
+    [InlineData(" off ", "Widen")]
+    [InlineData("FALSE", "Widen")]
+    public void EnvironmentSwitch(string? value, string mode) => Assert.Equal(mode, Bf16Dot.ModeFrom(value).ToString());
+
+    [Theory]
+    [InlineData("2")]
+    [InlineData("yes")]
+    [InlineData("measure")]
+    public void UnknownSwitchValueIsAOneLineError(string value)
+    {
+        var e = Assert.Throws<RunaheadException>(() => Bf16Dot.ModeFrom(value));
+        Assert.Contains(Bf16Dot.EnvironmentVariable, e.Message);
+        Assert.Contains($"'{value}'", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData(1.0, 1.95, true, "measured 1.95x widening")] // this AMD machine
+    [InlineData(1.0, 1.15, true, "measured 1.15x widening")] // exactly the margin
+    [InlineData(1.0, 1.14, false, "measured 1.14x widening, needs 1.15x")] // faster, but not clearly
+    [InlineData(1.0, 0.63, false, "measured 0.63x widening, needs 1.15x")] // the Intel Xeon (83.5 vs 133.3 GF/s)
+    [InlineData(0.0, 1.0, false, "probe timing unusable")]
+    [InlineData(double.PositiveInfinity, 1.0, false, "probe timing unusable")]
+    [InlineData(1.0, double.NaN, false, "probe timing unusable")]
+    public void DecisionNeedsAClearMargin(double kernelSeconds, double wideningSeconds, bool useKernel, string reason)
+    {
+        var (use, why) = Bf16Dot.Decide(kernelSeconds, wideningSeconds);
+        Assert.Equal(useKernel, use);
+        Assert.Equal(reason, why);
+    }
 
     [Fact]
     public void AvailabilityFollowsTheCpu()
     {
-        // On a CPU without AVX512_BF16 the kernel must be off (and BF16 weights widen); with it, only the switch, the OS or
-        // the self-test may turn it off, and the status says which.
+        // On a CPU without AVX512_BF16 the kernel must be off (and BF16 weights widen); with it, the switch, the OS, the
+        // self-test or the measurement may turn it off, and the status says which.
         if (!Bf16Dot.CpuSupportsAvx512Bf16()) Assert.False(Bf16Dot.KernelAvailable);
-        Assert.Equal(Bf16Dot.KernelAvailable, Bf16Dot.Status == "on");
+        bool on = Bf16Dot.Status.StartsWith("on: ", StringComparison.Ordinal);
+        Assert.True(on || Bf16Dot.Status.StartsWith("off: ", StringComparison.Ordinal), Bf16Dot.Status);
+        if (on) Assert.True(Bf16Dot.KernelAvailable);
+        if (Bf16Dot.MeasuredSpeedup is double speedup)
+        {
+            Assert.True(Bf16Dot.KernelAvailable);
+            Assert.Equal(speedup >= Bf16Dot.RequiredSpeedup, on);
+            Assert.Contains("measured", Bf16Dot.Status);
+        }
+        else if (Bf16Dot.KernelAvailable)
+        {
+            Assert.Contains("forced by " + Bf16Dot.EnvironmentVariable, Bf16Dot.Status); // the only way to skip the timing
+        }
+        // Generous bound against a runaway probe: it is meant to take a few milliseconds.
+        Assert.True(Bf16Dot.DecisionTime < TimeSpan.FromSeconds(5), Bf16Dot.DecisionTime.ToString());
+    }
+
+    [SkippableFact]
+    public void ProbeTimesBothPaths()
+    {
+        Skip.IfNot(Bf16Dot.KernelAvailable, "no AVX512_BF16 kernel here: " + Bf16Dot.Status);
+        var (kernel, widening) = Bf16Dot.MeasureAgain();
+        Assert.True(kernel > 0 && kernel < 1, kernel.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(widening > 0 && widening < 1, widening.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public void WorkersAreToldThisProcessLayout()
+    {
+        bool saved = Bf16Dot.ForceWidening;
+        try
+        {
+            Assert.Equal(Bf16Dot.Enabled ? "1" : "0", Bf16Dot.WorkerSetting);
+            // What a worker does with the setting: "1" can only turn the kernel on where this process has it too.
+            Assert.Equal(Bf16Dot.Enabled ? Bf16DotMode.Kernel : Bf16DotMode.Widen, Bf16Dot.ModeFrom(Bf16Dot.WorkerSetting));
+            Bf16Dot.ForceWidening = true;
+            Assert.Equal("0", Bf16Dot.WorkerSetting);
+        }
+        finally
+        {
+            Bf16Dot.ForceWidening = saved;
+        }
     }
 
     [SkippableFact]
