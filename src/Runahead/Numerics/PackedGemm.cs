@@ -239,14 +239,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunBlocked<T>(int item, Scratch s) where T : struct, IPanelElement
     {
-        // One thread: consecutive items take the same weight chunk for successive M blocks, so the chunk is still in
-        // L3. Several threads: consecutive items share an M block and take different chunks, which measured 94 % of
-        // OpenBLAS's two-thread speed against 86 % for the other order (quiet machine, MC 128).
-        int nChunks = (_n + _nc - 1) / _nc;
-        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
-        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
-        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
-        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        var (m0, mc, n0, nEnd) = ItemTile(item);
         bool v512 = GemmMicroKernels.UseVector512;
         nint panelBytes = (nint)_k * NR * T.Size;
         for (int k0 = 0; k0 < _k; k0 += KC)
@@ -330,11 +323,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     private void RunBlockedPairs(int item, Scratch s)
     {
         const int mr = Bf16PairsKernels.MR;
-        int nChunks = (_n + _nc - 1) / _nc;
-        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
-        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
-        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
-        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        var (m0, mc, n0, nEnd) = ItemTile(item);
         nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
         nint ldcBytes = (nint)_n * 4;
         for (int slice = 0; slice < _slices; slice++)
@@ -372,11 +361,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     /// <summary>Pairs panels without the generated kernel (not expected: they are only packed when it exists): widen and use the F32 kernels.</summary>
     private void RunBlockedPairsWidened(int item, Scratch s)
     {
-        int nChunks = (_n + _nc - 1) / _nc;
-        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
-        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
-        int m0 = mb * _mc, mc = Math.Min(_mc, _m - m0);
-        int n0 = chunk * _nc, nEnd = Math.Min(_n, n0 + _nc);
+        var (m0, mc, n0, nEnd) = ItemTile(item);
         nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
         for (int k0 = 0; k0 < _k; k0 += KC)
         {
@@ -400,6 +385,21 @@ internal sealed unsafe class PackedGemm : IParallelWork
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The (M block x N chunk) tile of a blocked item: rows [m0, m0 + mc), output features [n0, nEnd). One thread:
+    /// consecutive items take the same weight chunk for successive M blocks, so the chunk is still in L3. Several
+    /// threads: consecutive items share an M block and take different chunks, which measured 94 % of OpenBLAS's
+    /// two-thread speed against 86 % for the other order (quiet machine, MC 128).
+    /// </summary>
+    private (int M0, int Mc, int N0, int NEnd) ItemTile(int item)
+    {
+        int nChunks = (_n + _nc - 1) / _nc;
+        int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
+        int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
+        int m0 = mb * _mc, n0 = chunk * _nc;
+        return (m0, Math.Min(_mc, _m - m0), n0, Math.Min(_n, n0 + _nc));
     }
 
     /// <summary>Packs rows [0, mc) x columns [0, kc) of x (row stride ldx) into MR-row micro-panels, zero-padding rows.</summary>

@@ -268,28 +268,46 @@ public class Bf16FallbackTests
     [InlineData(37, 70, 300)]
     public void WideningPathWhenKernelIsOff(int m, int n, int k)
     {
-        var stored = TestData.Stored(TensorType.BF16, n, k, seed: 9);
-        var dense = new float[n * k];
-        DType.ToFloat32(stored, TensorType.BF16, dense);
-        var x = TestData.Floats(m * k, seed: 10);
-        var expected = new float[m * n];
-        GemmReference.Forward(x, dense, expected, m, n, k);
+        var (stored, x) = (TestData.Stored(TensorType.BF16, n, k, seed: 9), TestData.Floats(m * k, seed: 10));
+        // Packed while the kernel is off: plain BF16 rows, widened to F32 in packing.
+        var weight = WhileWidening(() => LinearWeight.FromStored(stored, TensorType.BF16, n, k));
+        Assert.Equal(PanelType.BF16, weight.PanelType);
+        AssertWidenedProductMatchesF32(weight, stored, x, m, n, k);
+    }
+
+    /// <summary>Runs <paramref name="body"/> with the kernel switched off process-wide, then restores the switch.</summary>
+    private static T WhileWidening<T>(Func<T> body)
+    {
         bool saved = Bf16Dot.ForceWidening;
         Bf16Dot.ForceWidening = true;
         try
         {
-            var weight = LinearWeight.FromStored(stored, TensorType.BF16, n, k);
-            Assert.Equal(PanelType.BF16, weight.PanelType);
-            var actual = new float[m * n];
-            using var pool = new ComputePool(2);
-            weight.Forward(x, m, actual, pool);
-            // F32 math on the widened weight: the tolerance of the F32 kernels, no bf16 activation rounding.
-            TestData.AssertClose(expected, actual, TestData.AbsScale(x, dense, m, n, k), 1e-5f);
+            return body();
         }
         finally
         {
             Bf16Dot.ForceWidening = saved;
         }
+    }
+
+    /// <summary>
+    /// The product with the kernel off equals F32 math on the widened weight within the F32 kernels' tolerance: no bf16
+    /// rounding of the activations on this path.
+    /// </summary>
+    private static void AssertWidenedProductMatchesF32(LinearWeight weight, byte[] stored, float[] x, int m, int n, int k)
+    {
+        var dense = new float[n * k];
+        DType.ToFloat32(stored, TensorType.BF16, dense);
+        var expected = new float[m * n];
+        GemmReference.Forward(x, dense, expected, m, n, k);
+        var actual = WhileWidening(() =>
+        {
+            var y = new float[m * n];
+            using var pool = new ComputePool(2);
+            weight.Forward(x, m, y, pool);
+            return y;
+        });
+        TestData.AssertClose(expected, actual, TestData.AbsScale(x, dense, m, n, k), 1e-5f);
     }
 
     [SkippableTheory]
@@ -298,28 +316,10 @@ public class Bf16FallbackTests
     public void PairsPanelsRunWithoutTheKernel(int m, int n, int k)
     {
         Skip.IfNot(Bf16Dot.Enabled, "no AVX512_BF16 kernel here: " + Bf16Dot.Status);
-        var stored = TestData.Stored(TensorType.BF16, n, k, seed: 11);
-        var dense = new float[n * k];
-        DType.ToFloat32(stored, TensorType.BF16, dense);
-        var x = TestData.Floats(m * k, seed: 12);
-        var expected = new float[m * n];
-        GemmReference.Forward(x, dense, expected, m, n, k);
+        var (stored, x) = (TestData.Stored(TensorType.BF16, n, k, seed: 11), TestData.Floats(m * k, seed: 12));
         var weight = LinearWeight.FromStored(stored, TensorType.BF16, n, k);
         Assert.Equal(PanelType.BF16Pairs, weight.PanelType);
-        bool saved = Bf16Dot.ForceWidening;
-        Bf16Dot.ForceWidening = true;
-        try
-        {
-            var actual = new float[m * n];
-            using var pool = new ComputePool(2);
-            weight.Forward(x, m, actual, pool);
-            // Widened to F32 and multiplied by the F32 kernel: no activation rounding.
-            TestData.AssertClose(expected, actual, TestData.AbsScale(x, dense, m, n, k), 1e-5f);
-        }
-        finally
-        {
-            Bf16Dot.ForceWidening = saved;
-        }
+        AssertWidenedProductMatchesF32(weight, stored, x, m, n, k);
     }
 
     [SkippableTheory]
