@@ -15,14 +15,31 @@ public sealed class PrefillRankProgram : IRankProgram
     private Model? _model;
     private RankJobExecutor? _executor;
 
-    public Task InitializeAsync(RankContext context, CancellationToken ct)
+    public async Task InitializeAsync(RankContext context, CancellationToken ct)
     {
         var path = context.ModelPath ?? throw new RunaheadException($"rank {context.Rank}: no model path was given to the worker");
         ct.ThrowIfCancellationRequested();
         var (contextLength, sharedWeights) = Parse(context.ProgramArguments);
+        await AgreeOnBf16PathAsync(context.Communicator, ct).ConfigureAwait(false);
         _model = Model.Load(path, new ModelLoadOptions { Threads = context.ThreadsPerRank, ContextLength = contextLength, SharedWeights = sharedWeights });
         _executor = new RankJobExecutor(_model, context.Communicator);
-        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Every rank packs BF16 weights the way rank 0 decided, before any weight is packed: one layout for the shared
+    /// packed-weight file and one numeric path, so multi-rank results equal single-process ones. Workers of a rank pool
+    /// already got the coordinator's decision; ranks started by mpiexec would otherwise each measure on their own.
+    /// </summary>
+    internal static async Task AgreeOnBf16PathAsync(ICommunicator communicator, CancellationToken ct)
+    {
+        // Ranks that are threads of one process share the decision already (and tests switch it per process).
+        if (communicator.WorldSize == 1 || communicator is InProcessCommunicator) return;
+        var mine = new[] { Numerics.Jit.Bf16Dot.Enabled ? 1f : 0f };
+        var all = new float[communicator.WorldSize];
+        var counts = new int[communicator.WorldSize];
+        Array.Fill(counts, 1);
+        await communicator.AllGatherAsync(mine, all, counts, ct).ConfigureAwait(false);
+        Numerics.Jit.Bf16Dot.Adopt(all[0] != 0);
     }
 
     private const string ContextLengthKey = "context-length=";

@@ -31,14 +31,30 @@ internal static unsafe class Bf16Dot
     /// </summary>
     internal static bool ForceWidening;
 
+    // Set by Adopt: the decision of a job's rank 0, which every rank follows (null: this process's own decision).
+    private static bool? s_adopted;
+
     /// <summary>Whether BF16 weights packed now use the pairs layout and the generated kernel.</summary>
-    public static bool Enabled => !ForceWidening && s_state.Value.Selected;
+    public static bool Enabled => !ForceWidening && (s_adopted ?? s_state.Value.Selected);
+
+    /// <summary>
+    /// Makes this process pack BF16 weights as another rank of its job decided (ranks started by mpiexec measure on
+    /// their own and could decide differently under load; all ranks must use one layout and one numeric path).
+    /// </summary>
+    public static void Adopt(bool useKernel)
+    {
+        if (useKernel && !KernelAvailable)
+            throw new RunaheadException($"rank 0 runs BF16 weights on the vdpbf16ps kernel, which this process cannot ({Status}); set {EnvironmentVariable}=0 for the job");
+        s_adopted = useKernel == s_state.Value.Selected ? null : useKernel;
+    }
 
     /// <summary>Whether the kernel exists in this process (regardless of the selection and <see cref="ForceWidening"/>).</summary>
     public static bool KernelAvailable => s_state.Value.Kernel != null;
 
     /// <summary>"on: " or "off: " and why (the measured ratio, the switch, the missing CPU feature, ...).</summary>
-    public static string Status => (s_state.Value.Selected ? "on: " : "off: ") + s_state.Value.Reason;
+    public static string Status => s_adopted is bool adopted && adopted != s_state.Value.Selected
+        ? (adopted ? "on: " : "off: ") + "as rank 0 of the job decided (this process: " + s_state.Value.Reason + ")"
+        : (s_state.Value.Selected ? "on: " : "off: ") + s_state.Value.Reason;
 
     /// <summary>Widening time / kernel time in the start-up probe; null when not measured (forced or no kernel).</summary>
     public static double? MeasuredSpeedup => s_state.Value.Speedup;

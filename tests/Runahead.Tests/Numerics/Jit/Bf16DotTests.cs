@@ -275,6 +275,34 @@ public class Bf16FallbackTests
         AssertWidenedProductMatchesF32(weight, stored, x, m, n, k);
     }
 
+    [Fact]
+    public void RanksAdoptRankZerosDecision()
+    {
+        bool own = Bf16Dot.Enabled;
+        try
+        {
+            Bf16Dot.Adopt(false);
+            Assert.False(Bf16Dot.Enabled);
+            if (own) Assert.Contains("as rank 0 of the job decided", Bf16Dot.Status);
+            if (Bf16Dot.KernelAvailable)
+            {
+                Bf16Dot.Adopt(true);
+                Assert.True(Bf16Dot.Enabled);
+            }
+            else
+            {
+                var e = Assert.Throws<RunaheadException>(() => Bf16Dot.Adopt(true));
+                Assert.Contains(Bf16Dot.EnvironmentVariable, e.Message);
+            }
+        }
+        finally
+        {
+            Bf16Dot.Adopt(own);
+        }
+        Assert.Equal(own, Bf16Dot.Enabled);
+        Assert.DoesNotContain("as rank 0", Bf16Dot.Status);
+    }
+
     /// <summary>Runs <paramref name="body"/> with the kernel switched off process-wide, then restores the switch.</summary>
     private static T WhileWidening<T>(Func<T> body)
     {
