@@ -34,6 +34,7 @@ internal sealed class HandoffSender
     private bool _closed;
     private volatile Exception? _failure;
     private TaskCompletionSource? _bufferReturned;
+    private float[]? _held;        // rented by the compute loop, not posted yet (back to the pool if the job fails first)
 
     /// <param name="maxInFlight">Most messages alive at once; 0: one per layer of the job (the compute loop never waits).</param>
     public HandoffSender(int maxInFlight = 0)
@@ -89,11 +90,12 @@ internal sealed class HandoffSender
             lock (_gate)
             {
                 ThrowIfFailed();
-                if (_free.TryPop(out var buffer)) return buffer;
+                if (_held != null) throw new InvalidOperationException("post the previous layer's message before renting the next");
+                if (_free.TryPop(out var buffer)) return _held = buffer;
                 if (_buffers < _limit)
                 {
                     _buffers++;
-                    return new float[_bufferLength];
+                    return _held = new float[_bufferLength];
                 }
                 _bufferReturned ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 returned = _bufferReturned.Task;
@@ -107,10 +109,16 @@ internal sealed class HandoffSender
     {
         lock (_gate)
         {
-            ThrowIfFailed();
-            _queue.Enqueue((layer, message));
-            Monitor.Pulse(_gate);
+            if (!ReferenceEquals(message, _held)) throw new InvalidOperationException("post the message the last rent returned");
+            _held = null;
+            if (_failure != null) _free.Push(message);
+            else
+            {
+                _queue.Enqueue((layer, message));
+                Monitor.Pulse(_gate);
+            }
         }
+        ThrowIfFailed();
     }
 
     /// <summary>Rethrows a failed send (a <see cref="RankFailedException"/> naming the peer, as the transport raised it).</summary>
@@ -171,8 +179,10 @@ internal sealed class HandoffSender
             _communicator = null;
             lock (_gate)
             {
-                // Anything never sent goes back to the pool for the next job.
+                // Anything never sent (or never posted) goes back to the pool for the next job.
                 while (_queue.TryDequeue(out var item)) _free.Push(item.Message);
+                if (_held != null) _free.Push(_held);
+                _held = null;
                 foreach (var s in _transfers) recorder.Add(s);
                 _transfers.Clear();
             }
