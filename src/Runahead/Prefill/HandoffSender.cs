@@ -122,7 +122,7 @@ internal sealed class HandoffSender
     }
 
     /// <summary>Rethrows a failed send (a <see cref="RankFailedException"/> naming the peer, as the transport raised it).</summary>
-    public void ThrowIfFailed()
+    private void ThrowIfFailed()
     {
         var failure = _failure;
         if (failure != null) ExceptionDispatchInfo.Capture(failure).Throw();

@@ -62,7 +62,7 @@ public sealed class KvRunaheadPrefill : RankPrefill
                 float[]? message = null;
                 if (cache == null)
                 {
-                    _sender.ThrowIfFailed();
+                    // Also where a failed send surfaces, one layer after it happened at the latest.
                     var rent = _sender.RentAsync(ct);
                     if (rent.IsCompletedSuccessfully) message = rent.Result;
                     else
@@ -74,14 +74,16 @@ public sealed class KvRunaheadPrefill : RankPrefill
                 }
 
                 // 1. Q,K,V of my tokens at their global positions, straight into rows [S_{i-1}, S_i).
-                ComputeQkv(layer, job, Keys(cache, message, l, end, kvDim)[(start * kvDim)..], Values(cache, message, l, end, kvDim)[(start * kvDim)..]);
+                ComputeQkv(layer, job, Keys(cache, message, l, end, kvDim)[(start * kvDim)..],
+                    Values(cache, message, l, end, kvDim)[(start * kvDim)..]);
                 t = rec.Mark(SpanKind.Compute, l, t);
 
                 // 2.-3. K,V of [0, S_{i-1}) from rank i-1, placed in front of my rows (rank 0 has no prefix).
                 if (prev >= 0)
                 {
                     using var prefix = await Communicator.ReceiveAsync(prev, l, ct).ConfigureAwait(false);
-                    PlacePrefix(prefix.Data, Keys(cache, message, l, end, kvDim)[..(start * kvDim)], Values(cache, message, l, end, kvDim)[..(start * kvDim)], l, prev);
+                    PlacePrefix(prefix.Data, Keys(cache, message, l, end, kvDim)[..(start * kvDim)],
+                        Values(cache, message, l, end, kvDim)[..(start * kvDim)], l, prev);
                     t = rec.Mark(SpanKind.WaitKv, l, t);
                 }
 
