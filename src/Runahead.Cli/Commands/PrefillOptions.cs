@@ -313,6 +313,7 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
         w.WriteString("transport", Transport switch { RankTransport.InProcess => "inproc", RankTransport.Mpi => "mpi", _ => "shm" });
         w.WriteString("partition", run.Partition.ToString());
         w.WriteString("links", Links.ToString());
+        if (ShmRingBytes != 0) w.WriteNumber("shm_ring_bytes", ShmRingBytes);
         w.WriteNumber("startup_ms", Math.Round(startup.TotalMilliseconds, 3));
         BenchTtftCommand.WriteRankTimings(w, run.RankTimings);
     }
