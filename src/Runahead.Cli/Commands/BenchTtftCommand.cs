@@ -44,6 +44,7 @@ public static class BenchTtftCommand
 
         cmd.SetAction(async (parse, ct) =>
         {
+            var transport = PrefillOptions.ParseTransport(parse.GetValue(prefill.Transport));
             var settings = new BenchSettings
             {
                 ModelPath = parse.GetValue(model)!,
@@ -51,7 +52,8 @@ public static class BenchTtftCommand
                 Ranks = ParseList(parse.GetValue(ranks)!, "--ranks", s => ParseCount(s, "--ranks")),
                 Strategies = ParseList(parse.GetValue(strategies)!, "--strategy", s => PrefillStrategyNames.Parse(s)),
                 Partition = PartitionSpec.Parse(parse.GetValue(prefill.Partition)),
-                Transport = PrefillOptions.ParseTransport(parse.GetValue(prefill.Transport)),
+                Transport = transport,
+                ShmRingBytes = prefill.ReadShmRing(parse, transport),
                 Links = prefill.ReadLinks(parse),
                 Planner = prefill.ReadPlanner(parse, prefill.ReadLinks(parse)),
                 ThreadsPerRank = P => prefill.ThreadsFor(parse, P),
@@ -59,6 +61,8 @@ public static class BenchTtftCommand
                 Warmup = parse.GetValue(warmup),
                 Seed = parse.GetValue(seed),
             };
+            if (settings.ShmRingBytes != 0)
+                foreach (var p in settings.Ranks) RankPoolOptions.ValidateRingBytes(settings.ShmRingBytes, p);
             if (settings.Repeats < 1) throw new RunaheadException($"--repeats: {settings.Repeats} must be at least 1");
             if (settings.Warmup < 0) throw new RunaheadException($"--warmup: {settings.Warmup} must be at least 0");
             var stdout = parse.InvocationConfiguration.Output;
@@ -89,6 +93,8 @@ public static class BenchTtftCommand
         public required PrefillStrategyKind[] Strategies { get; init; }
         public required PartitionSpec Partition { get; init; }
         public required RankTransport Transport { get; init; }
+        /// <summary>--shm-ring in bytes (0: automatic).</summary>
+        public long ShmRingBytes { get; init; }
         public required LinkSettings Links { get; init; }
         public PlannerSource? Planner { get; init; }
         public required Func<int, int> ThreadsPerRank { get; init; }
@@ -136,7 +142,8 @@ public static class BenchTtftCommand
                     int threads = s.ThreadsPerRank(p);
                     bar.Description = $"starting {p} rank(s)";
                     // One set of ranks per P serves every strategy and length: process start and model load stay out of TTFT.
-                    using var host = await RankJobHosts.CreateAsync(s.Transport, s.ModelPath, p, threads, s.Links.Build(p), null, ct);
+                    using var host = await RankJobHosts.CreateAsync(s.Transport, s.ModelPath, p, threads, s.Links.Build(p), null, ct,
+                        sharedMemoryRingBytes: s.ShmRingBytes);
                     var client = new PrefillClient(host) { Planner = planner };
                     isClient &= client.IsClient;
                     foreach (var c in s.Tokens)
@@ -200,7 +207,7 @@ public static class BenchTtftCommand
 
     private static void WriteMarkdown(TextWriter w, BenchSettings s, List<BenchRow> rows)
     {
-        w.WriteLine($"TTFT, median of {s.Repeats} after {s.Warmup} warm-up; transport {TransportName(s.Transport)}; links {s.Links}; " +
+        w.WriteLine($"TTFT, median of {s.Repeats} after {s.Warmup} warm-up; transport {TransportName(s.Transport)}{RingText(s)}; links {s.Links}; " +
             $"speed-up = baseline TTFT / TTFT ({Environment.ProcessorCount} cores)");
         w.WriteLine();
         w.WriteLine("| tokens | ranks x threads | strategy | partition | TTFT ms (median) | min..max ms | speed-up | slowest rank: compute / wait K,V / send / idle ms |");
@@ -240,6 +247,7 @@ public static class BenchTtftCommand
             json.WriteString("model", s.ModelPath);
             json.WriteString("transport", TransportName(s.Transport));
             json.WriteString("links", s.Links.ToString());
+            if (s.ShmRingBytes != 0) json.WriteNumber("shm_ring_bytes", s.ShmRingBytes);
             json.WriteNumber("repeats", s.Repeats);
             json.WriteNumber("warmup", s.Warmup);
             json.WriteNumber("cores", Environment.ProcessorCount);
@@ -286,6 +294,9 @@ public static class BenchTtftCommand
         }
         json.WriteEndArray();
     }
+
+    private static string RingText(BenchSettings s) => s.ShmRingBytes == 0 ? ""
+        : string.Create(Inv, $" (ring {s.ShmRingBytes / 1048576.0:0.###} MiB per link)");
 
     private static string TransportName(RankTransport t) => t switch
     {

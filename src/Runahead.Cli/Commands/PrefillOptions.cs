@@ -85,6 +85,12 @@ public sealed class PrefillOptions
         AllowMultipleArgumentsPerToken = false,
     };
 
+    public Option<string> ShmRing { get; } = new("--shm-ring")
+    {
+        Description = "Advanced: ring buffer of each shared-memory link, e.g. 1MiB, 64MiB (default auto: 256 MiB shared by the P(P-1) links, 1..64 MiB each); a K,V hand-off over half a ring travels in fragments as the receiver takes them",
+        DefaultValueFactory = _ => "auto",
+    };
+
     /// <summary>
     /// Adds the options except --ranks (generate takes one number, bench a list) and, for bench, --strategy (a list there).
     /// </summary>
@@ -106,6 +112,19 @@ public sealed class PrefillOptions
         command.Options.Add(LinkLatency);
         command.Options.Add(Links);
         command.Options.Add(Sidecar);
+        command.Options.Add(ShmRing);
+    }
+
+    /// <summary>--shm-ring in bytes, 0 for automatic; checked against the transport and the size limits (per rank count later).</summary>
+    public long ReadShmRing(ParseResult result, RankTransport transport)
+    {
+        var text = (result.GetValue(ShmRing) ?? "auto").Trim();
+        if (text.Length == 0 || text.Equals("auto", StringComparison.OrdinalIgnoreCase)) return 0;
+        if (transport != RankTransport.SharedMemory)
+            throw new RunaheadException($"--shm-ring: applies to --transport shm only, not {result.GetValue(Transport)}");
+        long bytes = WorkerCommand.ParseBytes(text, "--shm-ring");
+        RankPoolOptions.ValidateRingBytes(bytes, 1);
+        return bytes;
     }
 
     public static RankTransport ParseTransport(string? text) => (text ?? "shm").Trim().ToLowerInvariant() switch
@@ -139,8 +158,11 @@ public sealed class PrefillOptions
         var transport = ParseTransport(result.GetValue(Transport));
         int threads = ThreadsFor(result, ranks);
         var links = ReadLinks(result);
+        long ring = ReadShmRing(result, transport);
+        if (ring != 0) RankPoolOptions.ValidateRingBytes(ring, ranks);
         return new PrefillSettings(ranks, strategy, partition, transport, threads, links)
         {
+            ShmRingBytes = ring,
             Planner = ReadPlanner(result, links),
             TracePath = result.GetValue(Trace),
         };
@@ -253,6 +275,9 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
     /// <summary>Answers --partition searched|predicted once the model is known (null: no calibration or table).</summary>
     public PlannerSource? Planner { get; init; }
 
+    /// <summary>--shm-ring in bytes (0: automatic).</summary>
+    public long ShmRingBytes { get; init; }
+
     /// <summary>Where to write the prefill's timeline (null: nowhere).</summary>
     public string? TracePath { get; init; }
 
@@ -264,6 +289,7 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
     {
         Ranks = Ranks, Strategy = Strategy, Partition = Partition, Transport = Transport, ThreadsPerRank = ThreadsPerRank,
         Links = Links.Build(Ranks),
+        SharedMemoryRingBytes = ShmRingBytes,
         Planner = Planner?.For(config, modelPath),
     };
 
@@ -287,6 +313,7 @@ public sealed record PrefillSettings(int Ranks, PrefillStrategyKind Strategy, Pa
         w.WriteString("transport", Transport switch { RankTransport.InProcess => "inproc", RankTransport.Mpi => "mpi", _ => "shm" });
         w.WriteString("partition", run.Partition.ToString());
         w.WriteString("links", Links.ToString());
+        if (ShmRingBytes != 0) w.WriteNumber("shm_ring_bytes", ShmRingBytes);
         w.WriteNumber("startup_ms", Math.Round(startup.TotalMilliseconds, 3));
         BenchTtftCommand.WriteRankTimings(w, run.RankTimings);
     }

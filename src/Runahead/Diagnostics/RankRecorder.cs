@@ -38,6 +38,8 @@ public sealed class RankRecorder
         long first = long.MaxValue, last = long.MinValue;
         foreach (var s in _spans)
         {
+            // Background lanes overlap the rank's own time: they are shown, not summed.
+            if (s.Kind == SpanKind.Transfer) continue;
             switch (s.Kind)
             {
                 case SpanKind.Compute: compute += s.DurationTicks; break;
@@ -87,7 +89,7 @@ public sealed class RankRecorder
         {
             int layer = BinaryPrimitives.ReadInt32LittleEndian(bytes[o..]);
             var kind = (SpanKind)bytes[o + 4];
-            if (kind > SpanKind.Idle) throw new InvalidDataException($"rank timeline: unknown span kind {(byte)kind}");
+            if (kind > SpanKind.Transfer) throw new InvalidDataException($"rank timeline: unknown span kind {(byte)kind}");
             long start = BinaryPrimitives.ReadInt64LittleEndian(bytes[(o + 5)..]);
             long end = BinaryPrimitives.ReadInt64LittleEndian(bytes[(o + 13)..]);
             recorder._spans.Add(new TimelineSpan(rank, layer, kind, start, end));

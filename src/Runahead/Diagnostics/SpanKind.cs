@@ -14,4 +14,10 @@ public enum SpanKind : byte
 
     /// <summary>Nothing to do: before the first or after the last piece of work of the prefill.</summary>
     Idle,
+
+    /// <summary>
+    /// A message being handed to the transport by a rank's background sender while the rank computes on: a separate
+    /// lane, overlapping the spans above, so it never counts in a rank's compute / wait / send / idle split.
+    /// </summary>
+    Transfer,
 }

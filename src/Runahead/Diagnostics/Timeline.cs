@@ -11,6 +11,7 @@ namespace Runahead.Diagnostics;
 public sealed class Timeline
 {
     private readonly List<TimelineSpan>[] _ranks;
+    private readonly List<TimelineSpan>[] _transfers;
 
     public Timeline(string label, long startTicks, long endTicks, IReadOnlyList<RankRecorder> recorders)
     {
@@ -18,7 +19,12 @@ public sealed class Timeline
         StartTicks = startTicks;
         EndTicks = Math.Max(endTicks, startTicks);
         _ranks = new List<TimelineSpan>[recorders.Count];
-        for (int r = 0; r < recorders.Count; r++) _ranks[r] = WithIdle(recorders[r], r);
+        _transfers = new List<TimelineSpan>[recorders.Count];
+        for (int r = 0; r < recorders.Count; r++)
+        {
+            _ranks[r] = WithIdle(recorders[r], r);
+            _transfers[r] = Background(recorders[r], r);
+        }
     }
 
     public string Label { get; }
@@ -26,6 +32,9 @@ public sealed class Timeline
     public long EndTicks { get; }
     public int Ranks => _ranks.Length;
     public IReadOnlyList<TimelineSpan> Spans(int rank) => _ranks[rank];
+
+    /// <summary>The rank's background transfers (<see cref="SpanKind.Transfer"/>): overlapping its own spans, not in its totals.</summary>
+    public IReadOnlyList<TimelineSpan> Transfers(int rank) => _transfers[rank];
 
     public RankTimings Totals(int rank)
     {
@@ -46,6 +55,7 @@ public sealed class Timeline
         var sorted = new List<TimelineSpan>(recorder.Spans.Count + 4);
         foreach (var s in recorder.Spans)
         {
+            if (s.Kind == SpanKind.Transfer) continue;
             // Clip to the window: a worker's clock reads are taken after it saw the job, never before the hand-off.
             long start = Math.Clamp(s.StartTicks, StartTicks, EndTicks), end = Math.Clamp(s.EndTicks, StartTicks, EndTicks);
             if (end > start) sorted.Add(s with { Rank = rank, StartTicks = start, EndTicks = end });
@@ -64,10 +74,24 @@ public sealed class Timeline
         return result;
     }
 
+    private List<TimelineSpan> Background(RankRecorder recorder, int rank)
+    {
+        var spans = new List<TimelineSpan>();
+        foreach (var s in recorder.Spans)
+        {
+            if (s.Kind != SpanKind.Transfer) continue;
+            long start = Math.Clamp(s.StartTicks, StartTicks, EndTicks), end = Math.Clamp(s.EndTicks, StartTicks, EndTicks);
+            if (end > start) spans.Add(s with { Rank = rank, StartTicks = start, EndTicks = end });
+        }
+        spans.Sort(static (a, b) => a.StartTicks.CompareTo(b.StartTicks));
+        return spans;
+    }
+
     /// <summary>
     /// Writes timelines as one Chrome trace-event JSON document (opens in Perfetto / chrome://tracing): each
     /// timeline's rank r is a process named "LABEL rank r", its spans complete events ("ph":"X") named by kind and
-    /// layer; timelines are laid one after another on the time axis.
+    /// layer, background transfers on a second thread ("tid":1) of the rank; timelines are laid one after another on
+    /// the time axis.
     /// </summary>
     public static void WriteChromeTrace(Stream output, IReadOnlyList<Timeline> timelines)
     {
@@ -101,28 +125,44 @@ public sealed class Timeline
                 json.WriteEndObject();
                 json.WriteEndObject();
 
-                foreach (var s in t._ranks[r])
+                if (t._transfers[r].Count > 0)
                 {
                     json.WriteStartObject();
-                    json.WriteString("name", SpanName(s));
-                    json.WriteString("cat", KindName(s.Kind));
-                    json.WriteString("ph", "X");
+                    json.WriteString("name", "thread_name");
+                    json.WriteString("ph", "M");
                     json.WriteNumber("pid", pid);
-                    json.WriteNumber("tid", 0);
-                    json.WriteNumber("ts", Math.Round(offsetUs + TicksToUs(s.StartTicks - t.StartTicks), 3));
-                    json.WriteNumber("dur", Math.Round(TicksToUs(s.DurationTicks), 3));
+                    json.WriteNumber("tid", 1);
                     json.WriteStartObject("args");
-                    json.WriteNumber("rank", r);
-                    json.WriteNumber("layer", s.Layer);
+                    json.WriteString("name", "hand-off sender");
                     json.WriteEndObject();
                     json.WriteEndObject();
                 }
+
+                foreach (var s in t._ranks[r]) WriteSpan(json, s, pid, 0, r, offsetUs, t.StartTicks);
+                foreach (var s in t._transfers[r]) WriteSpan(json, s, pid, 1, r, offsetUs, t.StartTicks);
             }
             pidBase += t.Ranks;
             // A small gap keeps consecutive runs visually apart.
             offsetUs += TicksToUs(t.EndTicks - t.StartTicks) * 1.05 + 10;
         }
         json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static void WriteSpan(Utf8JsonWriter json, in TimelineSpan s, int pid, int tid, int rank, double offsetUs, long startTicks)
+    {
+        json.WriteStartObject();
+        json.WriteString("name", SpanName(s));
+        json.WriteString("cat", KindName(s.Kind));
+        json.WriteString("ph", "X");
+        json.WriteNumber("pid", pid);
+        json.WriteNumber("tid", tid);
+        json.WriteNumber("ts", Math.Round(offsetUs + TicksToUs(s.StartTicks - startTicks), 3));
+        json.WriteNumber("dur", Math.Round(TicksToUs(s.DurationTicks), 3));
+        json.WriteStartObject("args");
+        json.WriteNumber("rank", rank);
+        json.WriteNumber("layer", s.Layer);
+        json.WriteEndObject();
         json.WriteEndObject();
     }
 
@@ -144,6 +184,7 @@ public sealed class Timeline
         SpanKind.Compute => "compute",
         SpanKind.WaitKv => "wait-kv",
         SpanKind.Send => "send",
+        SpanKind.Transfer => "transfer",
         _ => "idle",
     };
 

@@ -61,6 +61,25 @@ public sealed class RankPoolOptions
         ? RingBytes
         : WorldSize < 2 ? 1L << 20 : Math.Clamp(AutomaticSegmentBudget / ((long)WorldSize * (WorldSize - 1)), 1L << 20, 64L << 20) & ~4095L;
 
+    /// <summary>Smallest ring: a frame header plus a useful fragment must fit in half of it.</summary>
+    public const long MinRingBytes = 64L << 10;
+
+    /// <summary>Largest ring: one ring's offsets and fragments stay well inside what the segment layout addresses.</summary>
+    public const long MaxRingBytes = 1L << 30;
+
+    /// <summary>
+    /// Checks an explicit ring size (--shm-ring; the segment rounds it up to whole 4 KiB pages): 64 KiB .. 1 GiB, and all
+    /// P(P-1) rings of the segment within 16 GiB (it lives in /dev/shm, i.e. memory, and is touched up front).
+    /// </summary>
+    public static void ValidateRingBytes(long ringBytes, int worldSize)
+    {
+        if (ringBytes < MinRingBytes || ringBytes > MaxRingBytes)
+            throw new RunaheadException($"--shm-ring: {ringBytes} bytes is outside 64KiB..1GiB");
+        long links = (long)worldSize * Math.Max(0, worldSize - 1);
+        if (links * ringBytes > 16L << 30)
+            throw new RunaheadException($"--shm-ring: {links} links x {ringBytes} bytes exceed the 16GiB a shared segment may take");
+    }
+
     /// <summary>The `runahead` executable for workers (default: this process if it is runahead, else the one beside this assembly).</summary>
     public string? WorkerExecutable { get; init; }
 
@@ -76,7 +95,7 @@ public sealed class RankPoolOptions
             throw new ArgumentException($"{ProgramType} is not a concrete IRankProgram with a public parameterless constructor", nameof(ProgramType));
         if (Links != null && Links.WorldSize != WorldSize)
             throw new RunaheadException($"--links: the link description covers {Links.WorldSize} ranks, not {WorldSize}");
-        if (RingBytes != 0 && RingBytes < 1 << 16) throw new ArgumentOutOfRangeException(nameof(RingBytes), "ring buffers need at least 64 KiB");
+        if (RingBytes != 0) ValidateRingBytes(RingBytes, WorldSize);
     }
 }
 

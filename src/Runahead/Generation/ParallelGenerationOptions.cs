@@ -24,6 +24,12 @@ public sealed record ParallelGenerationOptions
     /// <summary>Compute threads of each rank; null: cores / ranks, at least 1.</summary>
     public int? ThreadsPerRank { get; init; }
 
+    /// <summary>
+    /// Ring buffer of each shared-memory link in bytes (0: automatic, <see cref="RankPoolOptions.EffectiveRingBytes"/>).
+    /// A KV-Runahead hand-off larger than half a ring travels in fragments as the receiver takes them.
+    /// </summary>
+    public long SharedMemoryRingBytes { get; init; }
+
     /// <summary>Emulated rank-to-rank links (bandwidth, latency, background traffic); null: the transport as it is.</summary>
     public LinkShaper? Links { get; init; }
 
@@ -57,5 +63,6 @@ public sealed record ParallelGenerationOptions
         if (Links != null && Links.WorldSize != Ranks)
             throw new RunaheadException($"the link emulation is for {Links.WorldSize} ranks, not {Ranks}");
         ArgumentNullException.ThrowIfNull(Partition);
+        if (SharedMemoryRingBytes != 0) RankPoolOptions.ValidateRingBytes(SharedMemoryRingBytes, Ranks);
     }
 }

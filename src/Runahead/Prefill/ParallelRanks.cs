@@ -72,7 +72,7 @@ public sealed class ParallelRanks : IDisposable
             }
             var clock = Stopwatch.StartNew();
             var host = await RankJobHosts.CreateAsync(Options.Transport, _modelPath, Options.Ranks, ThreadsPerRank, Options.Links,
-                Options.WorkerLog, ct, _contextLength, Options.WorkerExecutable).ConfigureAwait(false);
+                Options.WorkerLog, ct, _contextLength, Options.WorkerExecutable, Options.SharedMemoryRingBytes).ConfigureAwait(false);
             try
             {
                 var client = new PrefillClient(host) { Planner = Options.Planner };

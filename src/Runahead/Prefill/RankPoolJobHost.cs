@@ -10,7 +10,8 @@ public sealed class RankPoolJobHost : IRankJobHost
     private RankPoolJobHost(RankPool pool) => _pool = pool;
 
     public static async Task<RankPoolJobHost> StartAsync(RankTransport transport, string modelPath, int ranks, int threadsPerRank,
-        LinkShaper? links, TextWriter? workerLog, CancellationToken ct, int? contextLength = null, string? workerExecutable = null)
+        LinkShaper? links, TextWriter? workerLog, CancellationToken ct, int? contextLength = null, string? workerExecutable = null,
+        long sharedMemoryRingBytes = 0)
     {
         var pool = await RankPool.StartAsync(new RankPoolOptions
         {
@@ -23,6 +24,7 @@ public sealed class RankPoolJobHost : IRankJobHost
             WorkerLog = workerLog,
             WorkerExecutable = workerExecutable,
             ProgramArguments = PrefillRankProgram.Arguments(contextLength),
+            RingBytes = sharedMemoryRingBytes,
         }, ct).ConfigureAwait(false);
         return new RankPoolJobHost(pool);
     }

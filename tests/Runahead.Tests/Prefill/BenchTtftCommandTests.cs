@@ -60,6 +60,9 @@ public class BenchTtftCommandTests
     [InlineData("--ranks", "two", "not a positive whole number")]
     [InlineData("--strategy", "fast", "unknown strategy 'fast'")]
     [InlineData("--partition", "3,x", "is not a count")]
+    [InlineData("--shm-ring", "1KiB", "--shm-ring: 1024 bytes is outside 64KiB..1GiB")]
+    [InlineData("--shm-ring", "2GiB", "outside 64KiB..1GiB")]
+    [InlineData("--shm-ring", "lots", "--shm-ring: 'lots' is not a size")]
     public void Bad_options_give_one_line_errors(string option, string value, string expected)
     {
         var stderr = new StringWriter();
@@ -67,5 +70,27 @@ public class BenchTtftCommandTests
         Assert.Equal(1, rc);
         Assert.Contains(expected, stderr.ToString());
         Assert.Single(stderr.ToString().TrimEnd().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("bench", "ttft", "--transport", "inproc")]
+    [InlineData("generate", "--prompt", "hi", "--transport", "inproc")]
+    public void Shm_ring_is_refused_for_other_transports(params string[] command)
+    {
+        var stderr = new StringWriter();
+        int rc = Program.Run([.. command, "--model", "missing.gguf", "--ranks", "2", "--shm-ring", "1MiB"], new StringWriter(), stderr);
+        Assert.Equal(1, rc);
+        Assert.Contains("--shm-ring: applies to --transport shm only", stderr.ToString());
+        Assert.Single(stderr.ToString().TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void Shm_ring_over_all_links_is_bounded()
+    {
+        // 32 ranks x 31 links x 1 GiB would be a 992 GiB segment.
+        var stderr = new StringWriter();
+        int rc = Program.Run(["bench", "ttft", "--model", "missing.gguf", "--ranks", "2,32", "--shm-ring", "1GiB"], new StringWriter(), stderr);
+        Assert.Equal(1, rc);
+        Assert.Contains("exceed the 16GiB a shared segment may take", stderr.ToString());
     }
 }

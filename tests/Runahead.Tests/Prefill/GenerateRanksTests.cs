@@ -33,6 +33,18 @@ public class GenerateRanksTests
     }
 
     [SkippableFact]
+    public void Generate_with_the_smallest_shm_ring_prints_the_reference_text()
+    {
+        var model = Fixtures.Path("llama2c/stories260K.bin");
+        var tokenizer = Fixtures.Path("llama2c/tok512.bin");
+        var expected = File.ReadAllText(Fixtures.Path("reference/out_t0_n64_p1.txt")).TrimEnd();
+        var (rc, output, err) = Run("generate", "--model", model, "--tokenizer", tokenizer, "-p", "Once upon a time", "-n", "60",
+            "--temperature", "0", "--ranks", "3", "--strategy", "kvr", "--shm-ring", "64KiB");
+        Assert.True(rc == 0, err);
+        Assert.Equal(expected, output.TrimEnd());
+    }
+
+    [SkippableFact]
     public void Generate_json_reports_strategy_ranks_partition_and_rank_timings()
     {
         var model = Fixtures.Path("llama2c/stories260K.bin");

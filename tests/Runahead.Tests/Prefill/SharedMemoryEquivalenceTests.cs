@@ -46,4 +46,27 @@ public class SharedMemoryEquivalenceTests
             Assert.Equal(expectedIds, single.Generated);
         }
     }
+
+    [SkippableFact]
+    public async Task Kvr_over_a_64_KiB_ring_matches_single()
+    {
+        // Each layer's hand-off is several times the ring: it travels in fragments while the next rank takes them.
+        const long ring = 64 << 10;
+        var path = Fixtures.Path("llama2c/stories260K.bin");
+        using var reference = Model.Load(path, new ModelLoadOptions { Threads = 1 });
+        var prompt = PrefillReference.Prompt(Math.Min(480, reference.Config.ContextLength), reference.Config.VocabSize);
+        var (expectedLogits, expectedIds) = PrefillReference.Single(reference, prompt, NewTokens);
+        var spec = PartitionSpec.Parse("240,160,80");
+        Assert.True(2L * 400 * reference.Config.KvDim * sizeof(float) > ring, "rank 1's hand-off must exceed the ring");
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var host = await RankJobHosts.CreateAsync(RankTransport.SharedMemory, path, 3, 1, null, null, timeout.Token, sharedMemoryRingBytes: ring);
+        var client = new PrefillClient(host);
+        for (int job = 0; job < 2; job++)
+        {
+            var run = (await client.RunAsync(prompt, PrefillStrategyKind.Kvr, spec, NewTokens, SamplingOptions.Greedy, null, true, null, timeout.Token))!;
+            PrefillReference.AssertClose(expectedLogits, run.Logits!, $"kvr over a 64 KiB ring, job {job}");
+            Assert.Equal(expectedIds, run.Generated);
+        }
+    }
 }

@@ -69,4 +69,35 @@ public class TimelineTests
         Assert.Contains(spans, e => e.GetProperty("name").GetString() == "compute L2" && e.GetProperty("pid").GetInt32() == 3);
         Assert.All(spans, e => Assert.True(e.GetProperty("dur").GetDouble() > 0));
     }
+
+    [Fact]
+    public void Transfers_are_a_lane_of_their_own_outside_the_totals()
+    {
+        // Rank 0 computes for 4 ms while its sender hands layers 0 and 1 over in the background, then waits 1 ms for it.
+        var r0 = new RankRecorder(0, 2);
+        r0.Add(new TimelineSpan(0, 0, SpanKind.Compute, 0, 2 * Ms));
+        r0.Add(new TimelineSpan(0, 1, SpanKind.Compute, 2 * Ms, 4 * Ms));
+        r0.Add(new TimelineSpan(0, -1, SpanKind.Send, 4 * Ms, 5 * Ms));
+        r0.Add(new TimelineSpan(0, 0, SpanKind.Transfer, 1 * Ms, 3 * Ms));
+        r0.Add(new TimelineSpan(0, 1, SpanKind.Transfer, 3 * Ms, 5 * Ms));
+        var back = RankRecorder.Deserialize(r0.Serialize());
+        Assert.Equal(r0.Spans, back.Spans);
+        var t = new Timeline("kvr", 0, 6 * Ms, new[] { back });
+
+        var totals = t.Totals(0);
+        Assert.Equal(4, totals.ComputeMs, 6);
+        Assert.Equal(1, totals.SendMs, 6);
+        Assert.Equal(1, totals.IdleMs, 6);
+        Assert.Equal(4, back.Totals().ComputeMs, 6);
+        Assert.Equal(2, t.Transfers(0).Count);
+        Assert.DoesNotContain(t.Spans(0), s => s.Kind == SpanKind.Transfer);
+
+        using var stream = new MemoryStream();
+        Timeline.WriteChromeTrace(stream, new[] { t });
+        using var doc = JsonDocument.Parse(stream.ToArray());
+        var events = doc.RootElement.GetProperty("traceEvents").EnumerateArray().ToList();
+        Assert.Contains(events, e => e.GetProperty("name").GetString() == "thread_name" && e.GetProperty("tid").GetInt32() == 1);
+        var lane = events.Where(e => e.GetProperty("ph").GetString() == "X" && e.GetProperty("tid").GetInt32() == 1).ToList();
+        Assert.Equal(["transfer L0", "transfer L1"], lane.Select(e => e.GetProperty("name").GetString()));
+    }
 }
