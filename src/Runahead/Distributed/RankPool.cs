@@ -465,7 +465,7 @@ public sealed class RankPool : IDisposable, IAsyncDisposable
     {
         Rank = rank,
         WorldSize = WorldSize,
-        ProgramAssemblyPath = _options.ProgramType.Assembly.Location,
+        ProgramAssemblyPath = RankProgramLoader.AssemblyPathOf(_options.ProgramType),
         ProgramTypeName = _options.ProgramType.FullName!,
         ProgramArguments = _options.ProgramArguments,
         ModelPath = _options.ModelPath,
