@@ -30,6 +30,7 @@ public static class Program
         }
         try
         {
+            EnvironmentSettings.Validate();
             // InvokeAsync (not Invoke) so Ctrl-C / SIGTERM cancel the token every async command receives.
             return parsed.InvokeAsync(config).GetAwaiter().GetResult();
         }

@@ -103,6 +103,12 @@ internal static unsafe class Bf16Dot
         throw new RunaheadException($"{EnvironmentVariable}: expected 0, off, false, 1, on or force (or unset to measure), got '{value}'");
     }
 
+    /// <summary>
+    /// Throws the one-line <see cref="RunaheadException"/> for a mistyped <see cref="EnvironmentVariable"/>; the CLI calls
+    /// it at start-up so a typo stops the command instead of silently widening deep inside weight packing.
+    /// </summary>
+    public static void ValidateEnvironment() => ModeFrom(Environment.GetEnvironmentVariable(EnvironmentVariable));
+
     /// <summary>The rule applied to the probe's best times: the kernel only when at least <see cref="RequiredSpeedup"/> times faster.</summary>
     internal static (bool UseKernel, string Reason) Decide(double kernelSeconds, double wideningSeconds)
     {
