@@ -52,15 +52,7 @@ public sealed class Timeline
 
     private List<TimelineSpan> WithIdle(RankRecorder recorder, int rank)
     {
-        var sorted = new List<TimelineSpan>(recorder.Spans.Count + 4);
-        foreach (var s in recorder.Spans)
-        {
-            if (s.Kind == SpanKind.Transfer) continue;
-            // Clip to the window: a worker's clock reads are taken after it saw the job, never before the hand-off.
-            long start = Math.Clamp(s.StartTicks, StartTicks, EndTicks), end = Math.Clamp(s.EndTicks, StartTicks, EndTicks);
-            if (end > start) sorted.Add(s with { Rank = rank, StartTicks = start, EndTicks = end });
-        }
-        sorted.Sort(static (a, b) => a.StartTicks.CompareTo(b.StartTicks));
+        var sorted = Clipped(recorder, rank, transfers: false);
         var result = new List<TimelineSpan>(sorted.Count * 2 + 2);
         long cursor = StartTicks;
         foreach (var s in sorted)
@@ -74,12 +66,19 @@ public sealed class Timeline
         return result;
     }
 
-    private List<TimelineSpan> Background(RankRecorder recorder, int rank)
+    private List<TimelineSpan> Background(RankRecorder recorder, int rank) => Clipped(recorder, rank, transfers: true);
+
+    /// <summary>
+    /// The recorder's spans of one lane (its own work, or with <paramref name="transfers"/> its background transfers),
+    /// clipped to the window and sorted by start. A worker's clock reads are taken after it saw the job, never before
+    /// the hand-off, hence the clip.
+    /// </summary>
+    private List<TimelineSpan> Clipped(RankRecorder recorder, int rank, bool transfers)
     {
-        var spans = new List<TimelineSpan>();
+        var spans = new List<TimelineSpan>(recorder.Spans.Count + 4);
         foreach (var s in recorder.Spans)
         {
-            if (s.Kind != SpanKind.Transfer) continue;
+            if ((s.Kind == SpanKind.Transfer) != transfers) continue;
             long start = Math.Clamp(s.StartTicks, StartTicks, EndTicks), end = Math.Clamp(s.EndTicks, StartTicks, EndTicks);
             if (end > start) spans.Add(s with { Rank = rank, StartTicks = start, EndTicks = end });
         }
