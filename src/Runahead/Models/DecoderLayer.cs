@@ -75,13 +75,13 @@ public sealed class DecoderLayer
         return new DecoderLayer(index, c, pool, attnNorm, mlpNorm, qkv, q, k, v, output, gate, up, down);
     }
 
-    /// <summary>Adds this layer's BF16 weights packed for the generated kernel and those packed for widening.</summary>
-    internal void CountBf16Weights(ref int kernel, ref int widening)
+    /// <summary>The layer's linear weights that exist (fused Q/K/V or separate, gated MLP or not).</summary>
+    internal IEnumerable<Linear> Linears
     {
-        foreach (var l in new[] { _qkv, _q, _k, _v, _output, _gate, _up, _down })
+        get
         {
-            if (l?.Weight.PanelType == Numerics.PanelType.BF16Pairs) kernel++;
-            else if (l?.Weight.PanelType == Numerics.PanelType.BF16) widening++;
+            foreach (var l in new[] { _qkv, _q, _k, _v, _output, _gate, _up, _down })
+                if (l != null) yield return l;
         }
     }
 
@@ -91,8 +91,7 @@ public sealed class DecoderLayer
         get
         {
             long b = _attnNorm.Bytes + (_mlpNorm?.Bytes ?? 0);
-            foreach (var l in new[] { _qkv, _q, _k, _v, _output, _gate, _up, _down })
-                if (l != null) b += l.Bytes;
+            foreach (var l in Linears) b += l.Bytes;
             return b;
         }
     }

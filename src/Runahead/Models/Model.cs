@@ -146,9 +146,14 @@ public sealed class Model : IDisposable
         get
         {
             int kernel = 0, widening = 0;
-            foreach (var l in _layers) l.CountBf16Weights(ref kernel, ref widening);
-            if (_lmHead.Weight.PanelType == Numerics.PanelType.BF16Pairs) kernel++;
-            else if (_lmHead.Weight.PanelType == Numerics.PanelType.BF16) widening++;
+            void Count(Linear l)
+            {
+                if (l.Weight.PanelType == Numerics.PanelType.BF16Pairs) kernel++;
+                else if (l.Weight.PanelType == Numerics.PanelType.BF16) widening++;
+            }
+            foreach (var layer in _layers)
+                foreach (var l in layer.Linears) Count(l);
+            Count(_lmHead);
             return kernel > 0 ? widening > 0 ? "mixed" : "kernel" : widening > 0 ? "widening" : "none";
         }
     }
