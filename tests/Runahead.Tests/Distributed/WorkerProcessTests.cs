@@ -223,13 +223,8 @@ public class WorkerProcessTests
     [Fact]
     public async Task CtrlCOnTheClientStopsItsWorkersAndLeavesNoSegment()
     {
-        var psi = new ProcessStartInfo(Runahead()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "worker", "ping", "--ranks", "2", "--bytes", "64KiB", "--repeats", "100000000" }) psi.ArgumentList.Add(a);
-        using var client = Process.Start(psi)!;
-        _ = client.StandardOutput.ReadToEndAsync();
-        _ = client.StandardError.ReadToEndAsync();
-        var workers = await WaitForChildren(client.Id, 2, TimeSpan.FromSeconds(30));
-        await WaitUntilSegmentGone(client.Id); // the workers are attached and the job is starting
+        var (client, workers) = await StartEndlessPingAsync();
+        using var _ = client;
         Assert.Equal(0, NativeMethods.SendSignal(client.Id, NativeMethods.SigInt));
         var sw = Stopwatch.StartNew();
         using (var cts = new CancellationTokenSource(Bound))
@@ -246,13 +241,8 @@ public class WorkerProcessTests
     [Fact]
     public async Task KillingTheClientStopsItsWorkers()
     {
-        var psi = new ProcessStartInfo(Runahead()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "worker", "ping", "--ranks", "2", "--bytes", "64KiB", "--repeats", "100000000" }) psi.ArgumentList.Add(a);
-        using var client = Process.Start(psi)!;
-        _ = client.StandardOutput.ReadToEndAsync();
-        _ = client.StandardError.ReadToEndAsync();
-        var workers = await WaitForChildren(client.Id, 2, TimeSpan.FromSeconds(30));
-        await WaitUntilSegmentGone(client.Id);
+        var (client, workers) = await StartEndlessPingAsync();
+        using var _ = client;
         client.Kill();
         var sw = Stopwatch.StartNew();
         foreach (var pid in workers)
@@ -263,6 +253,22 @@ public class WorkerProcessTests
             }
         // Unlinked as soon as the workers attached, so even SIGKILL leaves nothing behind.
         Assert.Empty(Directory.GetFiles("/dev/shm", $"{SharedMemorySegment.NamePrefix}{client.Id}-*"));
+    }
+
+    /// <summary>
+    /// A `worker ping` client with 2 workers on a job that never ends, returned once the workers are attached and the
+    /// job is starting (the client has deleted its segment).
+    /// </summary>
+    private static async Task<(Process Client, int[] Workers)> StartEndlessPingAsync()
+    {
+        var psi = new ProcessStartInfo(Runahead()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "worker", "ping", "--ranks", "2", "--bytes", "64KiB", "--repeats", "100000000" }) psi.ArgumentList.Add(a);
+        var client = Process.Start(psi)!;
+        _ = client.StandardOutput.ReadToEndAsync();
+        _ = client.StandardError.ReadToEndAsync();
+        var workers = await WaitForChildren(client.Id, 2, TimeSpan.FromSeconds(30));
+        await WaitUntilSegmentGone(client.Id);
+        return (client, workers);
     }
 
     /// <summary>The client deletes its segment once every worker has mapped it.</summary>
