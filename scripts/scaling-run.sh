@@ -66,12 +66,17 @@ step ttft-2k 240 $R bench ttft --model "$M" --tokens 2k --ranks 1,2,4,8 --strate
 
 # The simulator against real runs (1 thread per rank), calibration measured between the rounds.
 mkdir -p "$WORK/repro"
-step reproduce 690 $R reproduce --calibration "$GPUCAL" --out "$WORK/repro/REPRODUCTION.md" --host-model "$M" \
-  --host-tokens 512,1024 --host-ranks 1,2,8 --host-repeats 2 --host-calibration-batch 100
-[ -f "$WORK/repro/REPRODUCTION.md" ] && sed -n '/^## Simulator against real runs/,/^## Regenerating/p' "$WORK/repro/REPRODUCTION.md" > "$OUTDIR/simulator-vs-real.md"
+if [ ! -f "$GPUCAL" ]; then
+  echo "== reproduce skipped: GPU calibration $GPUCAL not found (pass --gpu-calibration FILE)" >> "$LOG"
+else
+  step reproduce 690 $R reproduce --calibration "$GPUCAL" --out "$WORK/repro/REPRODUCTION.md" --host-model "$M" \
+    --host-tokens 512,1024 --host-ranks 1,2,8 --host-repeats 2 --host-calibration-batch 100
+  [ -f "$WORK/repro/REPRODUCTION.md" ] && sed -n '/^## Simulator against real runs/,/^## Regenerating/p' "$WORK/repro/REPRODUCTION.md" > "$OUTDIR/simulator-vs-real.md"
+fi
 
 # Long prompt: where KV-Runahead's advantage grows.
 step ttft-8k 900 $R bench ttft --model "$M" --tokens 8k --ranks 1,8 --strategy single,tsp,kvr --partition even \
   --repeats 2 --warmup 1 --csv "$OUTDIR/ttft-8k.csv"
 uptime >> "$OUTDIR/machine.txt"
-echo "results in $OUTDIR"
+tar czf "$OUTDIR.tar.gz" -C "$(dirname "$OUTDIR")" "$(basename "$OUTDIR")" 2>/dev/null
+echo "results in $OUTDIR (and $OUTDIR.tar.gz: one file to fetch back)"
