@@ -61,13 +61,8 @@ static int Rank(string model, bool shared, string folder, int threads)
     Console.WriteLine("ready");
     Console.Out.Flush();
     if (Console.ReadLine() != "measure") return 1;
-    var fields = new Dictionary<string, long>();
-    foreach (var line in File.ReadLines("/proc/self/smaps_rollup"))
-    {
-        var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length == 3 && parts[2] == "kB") fields[parts[0].TrimEnd(':')] = long.Parse(parts[1], CultureInfo.InvariantCulture);
-    }
-    long MiB(string k) => fields.GetValueOrDefault(k) / 1024;
+    var fields = Runahead.Diagnostics.ProcessMemory.ReadSmapsRollup();
+    long MiB(string k) => fields.GetValueOrDefault(k) / (1 << 20);
     var s = m.SharedWeights;
     Console.WriteLine(FormattableString.Invariant(
         $"anonymous {MiB("Anonymous")} MiB, load {loadS:0.000} s, prefill of 64 tokens {prefillMs:0} ms, Rss {MiB("Rss")} MiB, Pss {MiB("Pss")} MiB, Private {MiB("Private_Clean") + MiB("Private_Dirty")} MiB (dirty {MiB("Private_Dirty")}), Shared {MiB("Shared_Clean") + MiB("Shared_Dirty")} MiB, weights {m.WeightBytes / (1 << 20)} MiB, {(s is null ? "private weights" : s.Mapped ? (s.BuiltHere ? "built the cache" : "mapped the cache") : "cache not used: " + s.Note)}"));

@@ -71,7 +71,17 @@ public sealed record ProcessMemory
         return ParseStatus(File.ReadAllLines("/proc/self/status")).GetValueOrDefault("VmHWM", -1);
     }
 
-    /// <summary>The "Name: value kB" lines of /proc/self/status as bytes ("Threads" as a plain count).</summary>
+    /// <summary>
+    /// /proc/self/smaps_rollup as bytes per field (Rss, Pss, Shared_Clean, Private_Dirty, Anonymous, ...): the totals over
+    /// every mapping, which say how much of the resident memory other processes share; empty off Linux.
+    /// </summary>
+    public static IReadOnlyDictionary<string, long> ReadSmapsRollup() =>
+        OperatingSystem.IsLinux() ? ParseStatus(File.ReadAllLines("/proc/self/smaps_rollup")) : new Dictionary<string, long>();
+
+    /// <summary>
+    /// "Name: value kB" lines as bytes ("Threads" and other unit-less values as plain counts): the format of
+    /// /proc/self/status and of smaps_rollup's field lines (its header line has no colon-separated number and is skipped).
+    /// </summary>
     internal static Dictionary<string, long> ParseStatus(IEnumerable<string> lines)
     {
         var values = new Dictionary<string, long>(StringComparer.Ordinal);

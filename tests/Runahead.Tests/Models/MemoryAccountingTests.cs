@@ -143,5 +143,13 @@ public sealed class MemoryAccountingTests : IDisposable
         Assert.Equal(3 * 1024, status["RssAnon"]);
         Assert.Equal(12, status["Threads"]);
         Assert.False(status.ContainsKey("Name"));
+
+        // smaps_rollup: the same field format under a mapping-style header line, which must not become a field.
+        var rollup = ProcessMemory.ParseStatus(["56121b1b1000-7ffc3a0fc000 ---p 00000000 00:00 0      [rollup]", "Rss:   1784 kB", "Pss:  372 kB", "Shared_Clean:  1596 kB"]);
+        Assert.Equal(3, rollup.Count);
+        Assert.Equal(1784 * 1024, rollup["Rss"]);
+        Assert.Equal(372 * 1024, rollup["Pss"]);
+        Assert.Equal(1596 * 1024, rollup["Shared_Clean"]);
+        if (OperatingSystem.IsLinux()) Assert.True(ProcessMemory.ReadSmapsRollup()["Rss"] > 0);
     }
 }
