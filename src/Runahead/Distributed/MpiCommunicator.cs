@@ -257,6 +257,16 @@ internal sealed class MpiCommunicator : CommunicatorBase
 
         public abstract void Fail(Exception e);
 
+        /// <summary>MPI_Test of a posted request; MPI resets the handle when the request completes.</summary>
+        protected static bool Completed(MpiCommunicator c, ref nint request, byte* status)
+        {
+            int done;
+            nint r = request;
+            Check(c._mpi.Test(&r, &done, status), "MPI_Test");
+            request = r;
+            return done != 0;
+        }
+
         /// <summary>May be dropped at shutdown (nothing posted to MPI that still references our memory).</summary>
         public virtual bool Abandonable => true;
     }
@@ -285,11 +295,7 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 _request = request;
                 _posted = true;
             }
-            int flag;
-            nint r = _request;
-            Check(c._mpi.Test(&r, &flag, status), "MPI_Test");
-            _request = r;
-            if (flag == 0) return false;
+            if (!Completed(c, ref _request, status)) return false;
             Release();
             return true;
         }
@@ -347,11 +353,7 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 Completion.TrySetCanceled(ct);
                 return true;
             }
-            int done;
-            nint r = _request;
-            Check(c._mpi.Test(&r, &done, status), "MPI_Test");
-            _request = r;
-            if (done == 0) return false;
+            if (!Completed(c, ref _request, status)) return false;
             _pin.Free();
             var lease = new PooledLease(_buffer, _length);
             if (!Completion.TrySetResult(new ReceivedTensor(source, userTag, lease))) lease.Release();
@@ -406,11 +408,7 @@ internal sealed class MpiCommunicator : CommunicatorBase
                 Completion.TrySetCanceled(ct);
                 return true;
             }
-            int done;
-            nint r = _request;
-            Check(c._mpi.Test(&r, &done, status), "MPI_Test");
-            _request = r;
-            if (done == 0) return false;
+            if (!Completed(c, ref _request, status)) return false;
             Release();
             Completion.TrySetResult();
             return true;
