@@ -195,12 +195,9 @@ internal static class ReproductionFigures
                 Line("KVR-E", p => p.KvrEven);
                 Line("KVR-S", p => p.KvrSearched);
                 Line("KVR-P", p => p.KvrPredicted);
-                plt.Title($"{group.Key.Model}, {byRanks.Key} ranks, {ReproduceCommand.Bw(group.Key.Bandwidth)} (simulated on {r.Device})");
-                plt.XLabel("context (k tokens)");
-                plt.YLabel("TTFT (ms)");
-                plt.ShowLegend(ScottPlot.Edge.Right);
                 string name = $"ttft-{ReproduceCommand.Slug(group.Key.Model, group.Key.Bandwidth)}-p{byRanks.Key}.png";
-                Save(plt, dir, name);
+                Save(plt, $"{group.Key.Model}, {byRanks.Key} ranks, {ReproduceCommand.Bw(group.Key.Bandwidth)} (simulated on {r.Device})",
+                    "context (k tokens)", "TTFT (ms)", dir, name);
                 files[$"ttft/{group.Key.Model}/{group.Key.Bandwidth}/{byRanks.Key}"] = name;
             }
             {
@@ -211,12 +208,9 @@ internal static class ReproductionFigures
                     var s = plt.Add.Scatter(pts.Select(p => p.Tokens / 1024.0).ToArray(), pts.Select(p => p.Tsp / p.KvrSearched).ToArray());
                     s.LegendText = $"KVR-S / TSP, P={byRanks.Key}";
                 }
-                plt.Title($"{group.Key.Model}, {ReproduceCommand.Bw(group.Key.Bandwidth)}: speedup of KVR-S over TSP");
-                plt.XLabel("context (k tokens)");
-                plt.YLabel("speedup (x)");
-                plt.ShowLegend(ScottPlot.Edge.Right);
                 string name = $"speedup-{ReproduceCommand.Slug(group.Key.Model, group.Key.Bandwidth)}.png";
-                Save(plt, dir, name);
+                Save(plt, $"{group.Key.Model}, {ReproduceCommand.Bw(group.Key.Bandwidth)}: speedup of KVR-S over TSP",
+                    "context (k tokens)", "speedup (x)", dir, name);
                 files[$"speedup/{group.Key.Model}/{group.Key.Bandwidth}"] = name;
             }
         }
@@ -238,10 +232,9 @@ internal static class ReproductionFigures
             }
             plt.Add.Bars(tsp);
             plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions.ToArray(), labels.ToArray());
-            plt.Title("Slowdown from sidecar traffic (orange: TSP, blue: KVR-S)");
-            plt.YLabel("TTFT increase (%)");
             plt.Axes.Margins(bottom: 0);
-            Save(plt, dir, "noise.png", width: Math.Max(1000, 120 * r.Noise.Count));
+            Save(plt, "Slowdown from sidecar traffic (orange: TSP, blue: KVR-S)", null, "TTFT increase (%)", dir, "noise.png",
+                width: Math.Max(1000, 120 * r.Noise.Count));
             files["noise"] = "noise.png";
         }
         if (r.Bound.Count > 0)
@@ -258,11 +251,7 @@ internal static class ReproductionFigures
             e.LineWidth = 6;
             var t = plt.Add.Scatter(xs, r.Bound.Select(b => 1 / b.TspCausalRatio).ToArray());
             t.LegendText = "simulated TSP (causal)";
-            plt.Title("Attention-only speedup over a dense single rank");
-            plt.XLabel("ranks P");
-            plt.YLabel("speedup (x)");
-            plt.ShowLegend(ScottPlot.Edge.Right);
-            Save(plt, dir, "bound.png");
+            Save(plt, "Attention-only speedup over a dense single rank", "ranks P", "speedup (x)", dir, "bound.png");
             files["bound"] = "bound.png";
         }
         if (r.ExampleTimeline.Count > 0)
@@ -273,8 +262,13 @@ internal static class ReproductionFigures
         return files;
     }
 
-    private static void Save(ScottPlot.Plot plt, string dir, string name, int width = 1000, int height = 500)
+    /// <summary>Titles and labels the figure, shows the legend when a series is labelled, and writes it as dir/name.</summary>
+    private static void Save(ScottPlot.Plot plt, string title, string? xLabel, string yLabel, string dir, string name, int width = 1000, int height = 500)
     {
+        plt.Title(title);
+        if (xLabel is not null) plt.XLabel(xLabel);
+        plt.YLabel(yLabel);
+        if (plt.GetPlottables().OfType<ScottPlot.Plottables.Scatter>().Any(s => !string.IsNullOrEmpty(s.LegendText))) plt.ShowLegend(ScottPlot.Edge.Right);
         string path = Path.Combine(dir, name);
         try
         {
