@@ -42,15 +42,18 @@ public static class Attention
         fixed (float* vp = v)
         fixed (float* op = output)
         {
-            if (UsesBf16(precision, queries, heads, kvHeads))
+            if (UsesBf16(precision, queries))
                 FlashAttentionBf16.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);
             else
                 FlashAttention.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);
         }
     }
 
-    /// <summary>Whether a call with these arguments runs on the BF16 kernel (decode-sized calls stay F32: packing all of K and V would cost more than it saves).</summary>
-    public static bool UsesBf16(AttentionPrecision precision, int queries, int heads, int kvHeads) =>
-        precision == AttentionPrecision.Bf16 && Jit.Bf16Dot.KernelAvailable && !Jit.Bf16Dot.ForceWidening
-        && (long)queries * (heads / Math.Max(1, kvHeads)) >= FlashAttentionBf16.MinimumRows;
+    /// <summary>
+    /// Whether a call with these arguments runs on the BF16 kernel: as for BF16 GEMMs, decode-sized calls (at most
+    /// <see cref="PackedGemm.SmallM"/> queries) stay F32 (packing all of K and V would cost more than it saves), so a
+    /// chunk's attention rounds to bf16 exactly when its projections round their activations, whatever the strategy.
+    /// </summary>
+    public static bool UsesBf16(AttentionPrecision precision, int queries) =>
+        precision == AttentionPrecision.Bf16 && queries > PackedGemm.SmallM && Jit.Bf16Dot.KernelAvailable && !Jit.Bf16Dot.ForceWidening;
 }

@@ -8,7 +8,7 @@ public enum AttentionPrecision
 
     /// <summary>
     /// Q, K, P and V rounded to bf16 for the products on the generated vdpbf16ps kernel (<see cref="FlashAttentionBf16"/>);
-    /// falls back to F32 where the kernel is unavailable or the query count is too small to repay packing K and V.
+    /// falls back to F32 where the kernel is unavailable and for decode-sized calls (see <see cref="Attention.UsesBf16"/>).
     /// </summary>
     Bf16,
 }

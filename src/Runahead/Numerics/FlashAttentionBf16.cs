@@ -44,9 +44,6 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
     private bool _packing;
     private AttentionMask _mask;
 
-    /// <summary>Query heads per KV head below which packing K and V costs more than the BF16 products save.</summary>
-    public const int MinimumRows = 2 * MR;
-
     /// <summary>The query count of an item: about <see cref="TargetRows"/> rows, as few padding rows in the last panel as possible.</summary>
     internal static int BlockQueries(int group)
     {

@@ -92,9 +92,9 @@ public class AttentionBf16Tests
     public void AttentionForwardRoutesByPrecisionAndSize()
     {
         Skip.IfNot(Bf16Dot.KernelAvailable, "no AVX512_BF16 kernel here: " + Bf16Dot.Status);
-        Assert.True(Attention.UsesBf16(AttentionPrecision.Bf16, 64, 9, 3));
-        Assert.False(Attention.UsesBf16(AttentionPrecision.F32, 64, 9, 3));
-        Assert.False(Attention.UsesBf16(AttentionPrecision.Bf16, 1, 32, 4)); // decode stays F32
+        Assert.True(Attention.UsesBf16(AttentionPrecision.Bf16, PackedGemm.SmallM + 1));
+        Assert.False(Attention.UsesBf16(AttentionPrecision.F32, 64));
+        Assert.False(Attention.UsesBf16(AttentionPrecision.Bf16, 1)); // decode stays F32, as BF16 GEMMs do
 
         const int c = 64, heads = 9, kv = 3, d = 64;
         var (q, k, v) = Inputs(c, c, heads, kv, d, seed: 11);
