@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Runahead.Numerics.Jit;
 
 namespace Runahead.Numerics;
@@ -112,17 +113,19 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         int kvHead = item % _kvHeads, span = item / _kvHeads;
         int d = _headDim, dPairs = _dPairs, kvStride = _kvHeads * d;
         int b0 = span * PackBlocks, b1 = Math.Min(_keyBlocks, b0 + PackBlocks);
-        uint* pairs = stackalloc uint[V];
+        int tileStride = (dPairs + V - 1) / V * V;
+        uint* tile = (t_scratch ??= new Scratch()).PackTile(KeyBlock * tileStride);
         float* partial = stackalloc float[V];
         for (int b = b0; b < b1; b++)
         {
-            uint* kDst = _kPacked + kvHead * _kHeadStride + (long)b * dPairs * KeyBlock;
+            // K rows to pair dwords in a [32 keys][tileStride] tile (vector stores), then 16x16 transposes into K^T.
             for (int i = 0; i < KeyBlock; i++)
             {
                 int key = b * KeyBlock + i;
+                uint* t = tile + i * tileStride;
                 if (key >= _packKeys)
                 {
-                    for (int p = 0; p < dPairs; p++) kDst[p * KeyBlock + i] = 0;
+                    new Span<uint>(t, tileStride).Clear();
                     continue;
                 }
                 float* row = _k + (long)key * kvStride + kvHead * d;
@@ -131,16 +134,19 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
                 {
                     var lo = Bf16PairsKernels.RoundToBf16Bits(Vector512.Load(row + 2 * p0));
                     var hi = Bf16PairsKernels.RoundToBf16Bits(Vector512.Load(row + 2 * p0 + V));
-                    Vector512.Narrow(lo, hi).AsUInt32().Store(pairs);
-                    for (int j = 0; j < V; j++) kDst[(p0 + j) * KeyBlock + i] = pairs[j];
+                    Vector512.Narrow(lo, hi).AsUInt32().Store(t + p0);
                 }
-                for (; p0 < dPairs; p0++)
+                for (; p0 < tileStride; p0++)
                 {
-                    uint pair = DType.FloatToBf16(row[2 * p0]);
+                    uint pair = 2 * p0 < d ? DType.FloatToBf16(row[2 * p0]) : 0u;
                     if (2 * p0 + 1 < d) pair |= (uint)DType.FloatToBf16(row[2 * p0 + 1]) << 16;
-                    kDst[p0 * KeyBlock + i] = pair;
+                    t[p0] = pair;
                 }
             }
+            uint* kDst = _kPacked + kvHead * _kHeadStride + (long)b * dPairs * KeyBlock;
+            for (int p0 = 0; p0 < dPairs; p0 += V)
+                for (int i0 = 0; i0 < KeyBlock; i0 += V)
+                    Transpose16(tile + i0 * tileStride + p0, tileStride, kDst + p0 * KeyBlock + i0, KeyBlock, Math.Min(V, dPairs - p0));
 
             for (int kp = 0; kp < KeyBlock / 2; kp++)
             {
@@ -159,6 +165,44 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// dst[c * dstStride + r] = src[r * srcStride + c] for a 16x16 dword tile, storing only the first
+    /// <paramref name="columns"/> output rows: dword unpacks pair rows, qword unpacks make 4x4 blocks in each 128-bit
+    /// lane, two rounds of 128-bit lane shuffles gather each column's four lanes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose16(uint* src, int srcStride, uint* dst, int dstStride, int columns)
+    {
+        var u = stackalloc Vector512<uint>[V];
+        for (int r = 0; r < V; r += 4)
+        {
+            var r0 = Vector512.Load(src + r * srcStride);
+            var r1 = Vector512.Load(src + (r + 1) * srcStride);
+            var r2 = Vector512.Load(src + (r + 2) * srcStride);
+            var r3 = Vector512.Load(src + (r + 3) * srcStride);
+            var t0 = Avx512F.UnpackLow(r0, r1).AsUInt64();
+            var t1 = Avx512F.UnpackHigh(r0, r1).AsUInt64();
+            var t2 = Avx512F.UnpackLow(r2, r3).AsUInt64();
+            var t3 = Avx512F.UnpackHigh(r2, r3).AsUInt64();
+            // u[r + k], lane L: rows r..r+3 of column 4L + k
+            u[r] = Avx512F.UnpackLow(t0, t2).AsUInt32();
+            u[r + 1] = Avx512F.UnpackHigh(t0, t2).AsUInt32();
+            u[r + 2] = Avx512F.UnpackLow(t1, t3).AsUInt32();
+            u[r + 3] = Avx512F.UnpackHigh(t1, t3).AsUInt32();
+        }
+        for (int k = 0; k < 4; k++)
+        {
+            var p = Avx512F.Shuffle4x128(u[k], u[4 + k], 0x44);   // lanes 0, 1 of rows 0-3 and 4-7
+            var q = Avx512F.Shuffle4x128(u[k], u[4 + k], 0xEE);   // lanes 2, 3
+            var p2 = Avx512F.Shuffle4x128(u[8 + k], u[12 + k], 0x44);
+            var q2 = Avx512F.Shuffle4x128(u[8 + k], u[12 + k], 0xEE);
+            if (k < columns) Avx512F.Shuffle4x128(p, p2, 0x88).Store(dst + k * dstStride);
+            if (4 + k < columns) Avx512F.Shuffle4x128(p, p2, 0xDD).Store(dst + (4 + k) * dstStride);
+            if (8 + k < columns) Avx512F.Shuffle4x128(q, q2, 0x88).Store(dst + (8 + k) * dstStride);
+            if (12 + k < columns) Avx512F.Shuffle4x128(q, q2, 0xDD).Store(dst + (12 + k) * dstStride);
         }
     }
 
@@ -320,22 +364,21 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
     }
 
     /// <summary>
-    /// 2^x for x &lt;= ~8 to ~1e-4 relative (P is rounded to 8 mantissa bits next, so a cubic suffices); below 2^-125
+    /// 2^x for x &lt;= ~8 to ~1e-4 relative (P is rounded to 8 mantissa bits next, so a cubic suffices); below 2^-126
     /// (-inf included) the result is 0, as <see cref="VectorMath.Exp"/> flushes what would be subnormal.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Exp2(Vector512<float> x)
     {
-        var underflow = Vector512.LessThan(x, Vector512.Create(-125f));
-        x = Vector512.Max(x, Vector512.Create(-125f));
-        var n = Vector512.Round(x);
-        var f = x - n;
-        // Relative minimax (Lawson) cubic for 2^f on [-0.5, 0.5]: max error 7.5e-5.
-        var p = Vector512.FusedMultiplyAdd(Vector512.Create(0.05517161538667139f), f, Vector512.Create(0.24261163637275315f));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(0.6932610333659545f));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(0.9999280441584898f));
-        var scaled = (p.AsInt32() + Vector512.ShiftLeft(Vector512.ConvertToInt32(n), 23)).AsSingle();
-        return Vector512.AndNot(scaled, underflow.AsSingle());
+        var underflow = Vector512.LessThan(x, Vector512.Create(-126f));
+        // f = x - floor(x) in [0, 1) in one vreduceps, and p 2^floor(x) in one vscalefps; lanes flushed by the mask
+        // may hold anything (-inf gives NaN here), the AndNot clears their bits.
+        var f = Avx512DQ.IsSupported ? Avx512DQ.Reduce(x, 0x09) : x - Vector512.Floor(x);
+        // Relative minimax (Lawson) cubic for 2^f on [0, 1): max error 7.5e-5.
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(0.07802444673706174f), f, Vector512.Create(0.22606799644223494f));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(0.6958328241560334f));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(0.9999253344154354f));
+        return Vector512.AndNot(Avx512F.Scale(p, x), underflow.AsSingle());
     }
 
     /// <summary>Round to nearest even into the low 16 bits, for finite non-negative values (P).</summary>
@@ -353,7 +396,16 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         private byte[] _block = [];
         private int _rowsPadded = -1, _qPanel = -1, _dPadded = -1;
 
+        private uint[] _packTile = [];
+
         public uint* Qa, P;
+
+        /// <summary>A pinned buffer of at least <paramref name="dwords"/> for one key block's K pairs before transposing.</summary>
+        public uint* PackTile(int dwords)
+        {
+            if (_packTile.Length < dwords) _packTile = GC.AllocateArray<uint>(dwords + V, pinned: true);
+            return (uint*)(((nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_packTile)) + 63) & ~(nint)63);
+        }
         public float* S, O, M, L;
         public int* Limit;
 
