@@ -64,14 +64,35 @@ internal sealed unsafe class FlashAttention : IParallelWork
         s.Ensure(rowsPadded, d, dPadded);
         int qStride = _heads * d, kvStride = _kvHeads * d;
 
-        // Q^T [d][rowsPadded], pre-scaled; padding rows stay zero (they see every key with score 0 and are dropped).
+        // Q^T [d][rowsPadded], pre-scaled, by 16x16 transposes; padding rows are zero (they see every key with score 0
+        // and are dropped).
         float* qt = s.Qt;
-        new Span<float>(qt, d * rowsPadded).Clear();
-        for (int r = 0; r < rows; r++)
-        {
-            float* src = _q + (long)(j0 + r / _group) * qStride + (kvHead * _group + r % _group) * d;
-            for (int i = 0; i < d; i++) qt[i * rowsPadded + r] = src[i] * _scale;
-        }
+        var tile = stackalloc Vector512<uint>[V];
+        float* partial = stackalloc float[V];
+        var scale = Vector512.Create(_scale);
+        for (int r0 = 0; r0 < rowsPadded; r0 += V)
+            for (int i0 = 0; i0 < d; i0 += V)
+            {
+                int columns = Math.Min(V, d - i0);
+                for (int k = 0; k < V; k++)
+                {
+                    int r = r0 + k;
+                    if (r >= rows)
+                    {
+                        tile[k] = Vector512<uint>.Zero;
+                        continue;
+                    }
+                    float* src = _q + (long)(j0 + r / _group) * qStride + (kvHead * _group + r % _group) * d + i0;
+                    if (columns < V)
+                    {
+                        new Span<float>(partial, V).Clear();
+                        new Span<float>(src, columns).CopyTo(new Span<float>(partial, V));
+                        src = partial;
+                    }
+                    tile[k] = (Vector512.Load(src) * scale).AsUInt32();
+                }
+                TileTranspose.Transpose(tile, (uint*)qt + i0 * rowsPadded + r0, rowsPadded, columns);
+            }
         new Span<float>(s.O, rowsPadded * dPadded).Clear();
         new Span<float>(s.M, rowsPadded).Fill(float.NegativeInfinity);
         new Span<float>(s.L, rowsPadded).Clear();
@@ -107,9 +128,11 @@ internal sealed unsafe class FlashAttention : IParallelWork
         for (int r = 0; r < rows; r++)
         {
             float* dst = _out + (long)(j0 + r / _group) * qStride + (kvHead * _group + r % _group) * d;
-            float inv = 1f / s.L[r];
+            var inv = Vector512.Create(1f / s.L[r]);
             float* o = s.O + r * dPadded;
-            for (int i = 0; i < d; i++) dst[i] = o[i] * inv;
+            int i = 0;
+            for (; i + V <= d; i += V) (Vector512.Load(o + i) * inv).Store(dst + i);
+            for (; i < d; i++) dst[i] = o[i] * inv.ToScalar();
         }
     }
 

@@ -116,6 +116,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         int tileStride = (dPairs + V - 1) / V * V;
         uint* tile = (t_scratch ??= new Scratch()).PackTile(KeyBlock * tileStride);
         float* partial = stackalloc float[V];
+        var rows = stackalloc Vector512<uint>[V];
         for (int b = b0; b < b1; b++)
         {
             // K rows to pair dwords in a [32 keys][tileStride] tile (vector stores), then 16x16 transposes into K^T.
@@ -146,7 +147,10 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
             uint* kDst = _kPacked + kvHead * _kHeadStride + (long)b * dPairs * KeyBlock;
             for (int p0 = 0; p0 < dPairs; p0 += V)
                 for (int i0 = 0; i0 < KeyBlock; i0 += V)
-                    Transpose16(tile + i0 * tileStride + p0, tileStride, kDst + p0 * KeyBlock + i0, KeyBlock, Math.Min(V, dPairs - p0));
+                {
+                    for (int r = 0; r < V; r++) rows[r] = Vector512.Load(tile + (i0 + r) * tileStride + p0);
+                    TileTranspose.Transpose(rows, kDst + p0 * KeyBlock + i0, KeyBlock, Math.Min(V, dPairs - p0));
+                }
 
             for (int kp = 0; kp < KeyBlock / 2; kp++)
             {
@@ -165,44 +169,6 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
                     }
                 }
             }
-        }
-    }
-
-    /// <summary>
-    /// dst[c * dstStride + r] = src[r * srcStride + c] for a 16x16 dword tile, storing only the first
-    /// <paramref name="columns"/> output rows: dword unpacks pair rows, qword unpacks make 4x4 blocks in each 128-bit
-    /// lane, two rounds of 128-bit lane shuffles gather each column's four lanes.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose16(uint* src, int srcStride, uint* dst, int dstStride, int columns)
-    {
-        var u = stackalloc Vector512<uint>[V];
-        for (int r = 0; r < V; r += 4)
-        {
-            var r0 = Vector512.Load(src + r * srcStride);
-            var r1 = Vector512.Load(src + (r + 1) * srcStride);
-            var r2 = Vector512.Load(src + (r + 2) * srcStride);
-            var r3 = Vector512.Load(src + (r + 3) * srcStride);
-            var t0 = Avx512F.UnpackLow(r0, r1).AsUInt64();
-            var t1 = Avx512F.UnpackHigh(r0, r1).AsUInt64();
-            var t2 = Avx512F.UnpackLow(r2, r3).AsUInt64();
-            var t3 = Avx512F.UnpackHigh(r2, r3).AsUInt64();
-            // u[r + k], lane L: rows r..r+3 of column 4L + k
-            u[r] = Avx512F.UnpackLow(t0, t2).AsUInt32();
-            u[r + 1] = Avx512F.UnpackHigh(t0, t2).AsUInt32();
-            u[r + 2] = Avx512F.UnpackLow(t1, t3).AsUInt32();
-            u[r + 3] = Avx512F.UnpackHigh(t1, t3).AsUInt32();
-        }
-        for (int k = 0; k < 4; k++)
-        {
-            var p = Avx512F.Shuffle4x128(u[k], u[4 + k], 0x44);   // lanes 0, 1 of rows 0-3 and 4-7
-            var q = Avx512F.Shuffle4x128(u[k], u[4 + k], 0xEE);   // lanes 2, 3
-            var p2 = Avx512F.Shuffle4x128(u[8 + k], u[12 + k], 0x44);
-            var q2 = Avx512F.Shuffle4x128(u[8 + k], u[12 + k], 0xEE);
-            if (k < columns) Avx512F.Shuffle4x128(p, p2, 0x88).Store(dst + k * dstStride);
-            if (4 + k < columns) Avx512F.Shuffle4x128(p, p2, 0xDD).Store(dst + (4 + k) * dstStride);
-            if (8 + k < columns) Avx512F.Shuffle4x128(q, q2, 0x88).Store(dst + (8 + k) * dstStride);
-            if (12 + k < columns) Avx512F.Shuffle4x128(q, q2, 0xDD).Store(dst + (12 + k) * dstStride);
         }
     }
 
