@@ -200,12 +200,22 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         s.Ensure(rowsPadded, qPanel, dPadded);
         int qStride = _heads * d;
 
-        PackQueries(s, j0, rows, rowsPadded, kvHead, qGroups, qPanel);
+        // Row r is query j0 + r / group, head kvHead * group + r % group: counted, not divided (group is not a constant).
+        for (int r = 0, j = 0, g = 0; r < rowsPadded; r++)
+        {
+            if (r >= rows)
+            {
+                s.Limit[r] = int.MaxValue;
+                continue;
+            }
+            s.Limit[r] = _queryStart + j0 + j;
+            s.RowOffset[r] = (long)(j0 + j) * qStride + (kvHead * _group + g) * d;
+            if (++g == _group) { g = 0; j++; }
+        }
+        PackQueries(s, rows, rowsPadded, qGroups, qPanel);
         new Span<float>(s.O, rowsPadded * dPadded).Clear();
         new Span<float>(s.M, rowsPadded).Fill(float.NegativeInfinity);
         new Span<float>(s.L, rowsPadded * V).Clear();
-        int minLimit = _queryStart + j0;
-        for (int r = 0; r < rowsPadded; r++) s.Limit[r] = r < rows ? minLimit + r / _group : int.MaxValue;
 
         bool causal = _mask == AttentionMask.PrefixCausal;
         int keyEnd = causal ? _queryStart + j0 + jn : _totalKeys;
@@ -230,7 +240,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
 
         for (int r = 0; r < rows; r++)
         {
-            float* dst = _out + (long)(j0 + r / _group) * qStride + (kvHead * _group + r % _group) * d;
+            float* dst = _out + s.RowOffset[r];
             var inv = Vector512.Create(1f / Vector512.Sum(Vector512.Load(s.L + r * V)));
             float* o = s.O + r * dPadded;
             int i = 0;
@@ -240,9 +250,9 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
     }
 
     /// <summary>The item's query rows, scaled by log2(e)/sqrt(d), rounded to bf16 pairs in the kernel's A layout; padding rows and pairs zero.</summary>
-    private void PackQueries(Scratch s, int j0, int rows, int rowsPadded, int kvHead, int qGroups, int qPanel)
+    private void PackQueries(Scratch s, int rows, int rowsPadded, int qGroups, int qPanel)
     {
-        int d = _headDim, qStride = _heads * d;
+        int d = _headDim;
         var scale = Vector512.Create(_scale);
         for (int r = 0; r < rowsPadded; r++)
         {
@@ -252,7 +262,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
                 for (int g = 0; g < qGroups; g++) new Span<uint>(dst + g * PanelPairs, PairGroup).Clear();
                 continue;
             }
-            float* src = _q + (long)(j0 + r / _group) * qStride + (kvHead * _group + r % _group) * d;
+            float* src = _q + s.RowOffset[r];
             int g0 = 0;
             for (; (g0 + 1) * 2 * PairGroup <= d; g0++)
             {
@@ -374,6 +384,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         }
         public float* S, O, M, L;
         public int* Limit;
+        public long* RowOffset; // of a row's query and head in q and the output
 
         public void Ensure(int rowsPadded, int qPanel, int dPadded)
         {
@@ -384,7 +395,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
             int r = _rowsPadded;
             long[] bytes =
             [
-                4L * r / MR * _qPanel, 4L * MR * PairGroup, 4L * MR * KeyBlock, 4L * r * _dPadded, 4L * r, 4L * r * V, 4L * r,
+                4L * r / MR * _qPanel, 4L * MR * PairGroup, 4L * MR * KeyBlock, 4L * r * _dPadded, 4L * r, 4L * r * V, 4L * r, 8L * r,
             ];
             long total = 2 * Line; // guard lines: no other thread's data on our first and last lines
             foreach (long n in bytes) total += (n + Line - 1) / Line * Line;
@@ -398,7 +409,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
                 p += (bytes[i] + Line - 1) / Line * Line;
             }
             Qa = (uint*)parts[0]; P = (uint*)parts[1]; S = (float*)parts[2]; O = (float*)parts[3];
-            M = (float*)parts[4]; L = (float*)parts[5]; Limit = (int*)parts[6];
+            M = (float*)parts[4]; L = (float*)parts[5]; Limit = (int*)parts[6]; RowOffset = (long*)parts[7];
         }
     }
 }
