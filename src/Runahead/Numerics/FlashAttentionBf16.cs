@@ -293,6 +293,31 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Softmax(Scratch s, int r0, int t0, int dPadded, bool masked)
     {
+        if (!masked)
+        {
+            // One test for the panel instead of a data-dependent branch per row: usually no row moves its maximum.
+            var exceeds = Vector512<float>.Zero;
+            for (int rr = 0; rr < MR; rr++)
+            {
+                float* row = s.S + rr * KeyBlock;
+                var x = Vector512.Max(Vector512.Load(row), Vector512.Load(row + V));
+                exceeds |= Vector512.GreaterThan(x, Vector512.Create(s.M[r0 + rr] + RescaleThreshold));
+            }
+            if (exceeds == Vector512<float>.Zero)
+            {
+                for (int rr = 0; rr < MR; rr++)
+                {
+                    float* row = s.S + rr * KeyBlock;
+                    var mv = Vector512.Create(s.M[r0 + rr]);
+                    var e0 = Exp2(Vector512.Load(row) - mv);
+                    var e1 = Exp2(Vector512.Load(row + V) - mv);
+                    float* l = s.L + (r0 + rr) * V;
+                    (Vector512.Load(l) + (e0 + e1)).Store(l);
+                    Vector512.Narrow(RoundPositiveToBf16Bits(e0), RoundPositiveToBf16Bits(e1)).AsUInt32().Store(s.P + rr * PairGroup);
+                }
+                return;
+            }
+        }
         var negInf = Vector512.Create(float.NegativeInfinity);
         var keys0 = Vector512.Create(t0) + Vector512<int>.Indices;
         var keys1 = keys0 + Vector512.Create(V);
