@@ -7,7 +7,7 @@ public enum AttentionPrecision
     F32,
 
     /// <summary>
-    /// Q, K, P and V rounded to bf16 for the products on the generated vdpbf16ps kernel (<see cref="FlashAttentionBf16"/>);
+    /// Q, K and V rounded and P truncated to bf16 for the products on the generated vdpbf16ps kernel (<see cref="FlashAttentionBf16"/>);
     /// falls back to F32 where the kernel is unavailable and for decode-sized calls (see <see cref="Attention.UsesBf16"/>).
     /// </summary>
     Bf16,

@@ -4,12 +4,13 @@ using Runahead.Numerics.Jit;
 namespace Runahead.Tests.Numerics;
 
 /// <summary>
-/// <see cref="FlashAttentionBf16"/> against the F32 definition. Q, K, P and V are rounded to bf16 (8 significant
-/// bits, relative error up to 2^-9 = 0.002 each): a score q.k/sqrt(d) of inputs in [-2, 2] moves by about
-/// 2 * 2^-9 * |q.k|/sqrt(d) (a few 1e-3), which changes each softmax weight by that much relative, and V's rounding
-/// adds 2^-9 |v|. Outputs are convex combinations of V rows (|v| &lt;= 1), and the errors of different keys largely
-/// cancel in the sum: the largest error observed over these cases is ~4e-3; the bound <see cref="Tolerance"/> leaves 2x headroom and is
-/// still well below what a one-key masking error does (<see cref="AMaskOffByOneFailsTheTolerance"/>).
+/// <see cref="FlashAttentionBf16"/> against the F32 definition. Q, K and V are rounded to bf16 (8 significant bits,
+/// relative error up to 2^-9 = 0.002 each) and P truncated (relative error in [0, 2^-8), its bias cancelled by the
+/// normalisation): a score q.k/sqrt(d) of inputs in [-2, 2] moves by about 2 * 2^-9 * |q.k|/sqrt(d) (a few 1e-3),
+/// which changes each softmax weight by that much relative, and V's rounding adds 2^-9 |v|. Outputs are convex
+/// combinations of V rows (|v| &lt;= 1), and the errors of different keys largely cancel in the sum: the largest error
+/// observed over these cases is ~5e-3 (~4e-3 with P rounded instead); the bound <see cref="Tolerance"/> leaves 1.5x
+/// headroom and is still well below what a one-key masking error does (<see cref="AMaskOffByOneFailsTheTolerance"/>).
 /// </summary>
 public class AttentionBf16Tests
 {
@@ -112,6 +113,10 @@ public class AttentionBf16Tests
         const int total = 150, heads = 9, kv = 3, d = 64;
         using var pool = new ComputePool(2);
         var (q, k, v) = Inputs(total, total, heads, kv, d, seed: 13);
+        // Some rows move their reference maximum at most blocks, the rest never: panels mix rows that take the
+        // rescaling path with rows that would not, and their composition differs between the chunks and the whole.
+        for (int t = 0; t < total; t++) k[t * kv * d] = t;
+        for (int row = 0; row < total * heads; row++) q[row * d] = row % 5 == 0 ? 3f : 0f;
         var single = RunBf16(q, k, v, total, 0, total, heads, kv, d, pool, AttentionMask.PrefixCausal);
         foreach (var (start, count) in new[] { (0, 41), (41, 60), (101, 49) })
         {
