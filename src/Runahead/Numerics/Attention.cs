@@ -42,7 +42,9 @@ public static class Attention
         fixed (float* vp = v)
         fixed (float* op = output)
         {
-            if (UsesBf16(precision, queries))
+            // A call whose packed K/V would not fit one array (hundreds of thousands of keys) stays F32.
+            if (UsesBf16(precision, queries)
+                && FlashAttentionBf16.PackedBytes(queries, queryStart, totalKeys, kvHeads, headDim, mask) <= Array.MaxLength)
                 FlashAttentionBf16.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);
             else
                 FlashAttention.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);

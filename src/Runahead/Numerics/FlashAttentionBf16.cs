@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -13,13 +14,14 @@ namespace Runahead.Numerics;
 /// One work item is (a block of queries) x (one KV head), its rows all query heads of the group for those queries
 /// (GQA/MQA read each K/V block once per item), cut into panels of 14 rows. Per block of 32 keys and panel:
 /// S[14][32] = Q K^T (A = the panel's pre-scaled queries, B = K^T of the block), an online softmax on the rows of S,
-/// then O[14][d] += P V (A = P, one narrow-and-store per row, B = V of the block, one call per 32 dimensions).
+/// then O[14][d] += P V (A = P, one 16-dword store per row, B = V of the block, one call per 32 dimensions).
 /// K and V are rounded and packed to their B layouts once per call, shared by all query blocks; the F32 K/V rows
 /// (the KV cache) are untouched. Key blocks start at key 0 whatever the chunk, so a KV-Runahead rank computes each
 /// of its rows exactly as single prefill does.
 /// The softmax works in base 2 (log2 e folded into the query scale) and moves a row's reference maximum only when a
-/// score exceeds it by more than 2^<see cref="RescaleThreshold"/> (P then stays below 256, harmless in F32 and
-/// exact in bf16's exponent), so the horizontal maximum and the rescaling of O are rare instead of once per block.
+/// score exceeds it by more than <see cref="RescaleThreshold"/> (base-2 units: P then stays below 2^8, harmless in F32
+/// and exact in bf16's exponent), tested once per panel, so the horizontal maximum and the rescaling of O are rare
+/// instead of once per block.
 /// </summary>
 internal sealed unsafe class FlashAttentionBf16 : IParallelWork
 {
@@ -58,6 +60,18 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         return best;
     }
 
+    /// <summary>Keys packed for a call: those a query can see (PrefixCausal) or all of them (DenseThenMask).</summary>
+    private static int PackedKeys(int queries, int queryStart, int totalKeys, AttentionMask mask) =>
+        mask == AttentionMask.PrefixCausal ? queryStart + queries : totalKeys;
+
+    /// <summary>Bytes of the packed K and V buffer of a call (with its alignment slack).</summary>
+    internal static long PackedBytes(int queries, int queryStart, int totalKeys, int kvHeads, int headDim, AttentionMask mask)
+    {
+        long keyBlocks = (PackedKeys(queries, queryStart, totalKeys, mask) + KeyBlock - 1) / KeyBlock;
+        long perHead = keyBlocks * KeyBlock * ((headDim + 1) / 2 + (headDim + KeyBlock - 1) / KeyBlock * (KeyBlock / 2));
+        return 4 * kvHeads * perHead + 64;
+    }
+
     public static void Run(float* q, float* k, float* v, float* output, int queries, int queryStart, int totalKeys,
         int heads, int kvHeads, int headDim, ComputePool pool, AttentionMask mask)
     {
@@ -69,7 +83,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         w._blockQueries = BlockQueries(w._group);
         w._queryBlocks = (queries + w._blockQueries - 1) / w._blockQueries;
         w._scale = Log2E / MathF.Sqrt(headDim);
-        w._packKeys = mask == AttentionMask.PrefixCausal ? queryStart + queries : totalKeys;
+        w._packKeys = PackedKeys(queries, queryStart, totalKeys, mask);
         w._dPairs = (headDim + 1) / 2;
         w._dChunks = (headDim + KeyBlock - 1) / KeyBlock;
         w._keyBlocks = (w._packKeys + KeyBlock - 1) / KeyBlock;
@@ -77,8 +91,9 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         w._kHeadStride = (long)w._keyBlocks * w._dPairs * KeyBlock;
         w._vChunkStride = (long)w._keyBlocks * (KeyBlock / 2) * KeyBlock;
         w._vHeadStride = w._dChunks * w._vChunkStride;
-        long dwords = kvHeads * (w._kHeadStride + w._vHeadStride);
-        byte[] packed = ArrayPool<byte>.Shared.Rent(checked((int)(dwords * 4 + 64)));
+        long bytes = PackedBytes(queries, queryStart, totalKeys, kvHeads, headDim, mask);
+        Debug.Assert(bytes == 4 * kvHeads * (w._kHeadStride + w._vHeadStride) + 64);
+        byte[] packed = ArrayPool<byte>.Shared.Rent(checked((int)bytes));
         try
         {
             fixed (byte* p = packed)
