@@ -32,6 +32,7 @@ public class AttentionBf16Tests
             (20, 10, 100, 6, 2, 24),     // head size under one 32-dim chunk
             (33, 17, 50, 2, 1, 80),      // head size 80: a full and a partial dim chunk
             (9, 3, 12, 3, 1, 38),        // head size not a multiple of 16
+            (13, 27, 40, 4, 2, 15),      // odd head size: the last pair's second half is zero padding
             (130, 0, 130, 2, 2, 128),    // head 128: two groups of 16 pairs
         ];
         foreach (var (c, start, total, heads, kv, d) in shapes)
