@@ -5,7 +5,8 @@ namespace Runahead.Benchmarks;
 
 /// <summary>
 /// Single-prefill attention (c queries against c keys, causal) at TinyLlama-1.1B's shape: 32 query heads, 4 KV heads,
-/// head size 64. DenseThenMask is the TSP baseline that computes every score.
+/// head size 64. DenseThenMask is the TSP baseline that computes every score. Bf16 runs the products on the vdpbf16ps
+/// kernel where the CPU has it (F32 otherwise, so the two rows are then the same code).
 /// </summary>
 [MemoryDiagnoser]
 public class AttentionBenchmarks
@@ -19,6 +20,9 @@ public class AttentionBenchmarks
 
     [Params(AttentionMask.PrefixCausal, AttentionMask.DenseThenMask)]
     public AttentionMask Mask { get; set; }
+
+    [Params(AttentionPrecision.F32, AttentionPrecision.Bf16)]
+    public AttentionPrecision Precision { get; set; }
 
     [Params(2)]
     public int Threads { get; set; }
@@ -37,5 +41,5 @@ public class AttentionBenchmarks
     public void Cleanup() => _pool.Dispose();
 
     [Benchmark]
-    public void Forward() => Attention.Forward(_q, _k, _v, _out, Tokens, 0, Tokens, Heads, KvHeads, HeadDim, _pool, Mask);
+    public void Forward() => Attention.Forward(_q, _k, _v, _out, Tokens, 0, Tokens, Heads, KvHeads, HeadDim, _pool, Mask, Precision);
 }

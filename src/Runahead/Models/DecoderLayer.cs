@@ -27,6 +27,12 @@ public sealed class DecoderLayer
 
     public int Index { get; }
 
+    /// <summary>
+    /// BF16 when the layer's projections run on the vdpbf16ps kernel (their activations are rounded to bf16 anyway, and
+    /// the kernel is there): attention's products then run on it too. F32 otherwise. Tests switch it to compare.
+    /// </summary>
+    public AttentionPrecision AttentionPrecision { get; internal set; }
+
     internal bool FusedQkv => _qkv != null;
     internal bool Gated => _gate != null;
 
@@ -44,6 +50,7 @@ public sealed class DecoderLayer
         _gate = gate;
         _up = up;
         _down = down;
+        AttentionPrecision = (qkv ?? q)!.Weight.PanelType == PanelType.BF16Pairs ? AttentionPrecision.Bf16 : AttentionPrecision.F32;
     }
 
     internal static DecoderLayer Load(int index, ModelConfig c, WeightReader r, ComputePool pool)
@@ -164,7 +171,7 @@ public sealed class DecoderLayer
 
         var attn = ws.Attention.AsSpan(0, tokens * qDim);
         Numerics.Attention.Forward(q[..(tokens * qDim)], keys[..(totalKeys * kvDim)], values[..(totalKeys * kvDim)], attn,
-            tokens, queryStart, totalKeys, _config.Heads, _config.KvHeads, _config.HeadDim, _pool, mask);
+            tokens, queryStart, totalKeys, _config.Heads, _config.KvHeads, _config.HeadDim, _pool, mask, AttentionPrecision);
         var proj = ws.Projection.AsSpan(0, tokens * dim);
         _output.Forward(attn, tokens, proj, _pool);
 

@@ -16,12 +16,14 @@ public enum AttentionMask
 /// Layouts: q [c, heads*headDim]; k, v [totalKeys, kvHeads*headDim]; output [c, heads*headDim].
 /// GQA: head h reads KV head h / (heads / kvHeads).
 /// Computed tile by tile with an online softmax (<see cref="FlashAttention"/>); <see cref="AttentionReference"/> is
-/// the plain definition.
+/// the plain definition. <see cref="AttentionPrecision.Bf16"/> runs the products on the vdpbf16ps kernel
+/// (<see cref="FlashAttentionBf16"/>) where it exists and the query count repays packing K and V; F32 otherwise.
 /// </summary>
 public static class Attention
 {
     public static unsafe void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> output,
-        int queries, int queryStart, int totalKeys, int heads, int kvHeads, int headDim, ComputePool pool, AttentionMask mask = AttentionMask.PrefixCausal)
+        int queries, int queryStart, int totalKeys, int heads, int kvHeads, int headDim, ComputePool pool, AttentionMask mask = AttentionMask.PrefixCausal,
+        AttentionPrecision precision = AttentionPrecision.F32)
     {
         ArgumentNullException.ThrowIfNull(pool);
         if (heads < 1 || kvHeads < 1 || heads % kvHeads != 0)
@@ -40,7 +42,20 @@ public static class Attention
         fixed (float* vp = v)
         fixed (float* op = output)
         {
-            FlashAttention.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);
+            // A call whose packed K/V would not fit one array (hundreds of thousands of keys) stays F32.
+            if (UsesBf16(precision, queries)
+                && FlashAttentionBf16.PackedBytes(queries, queryStart, totalKeys, kvHeads, headDim, mask) <= Array.MaxLength)
+                FlashAttentionBf16.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);
+            else
+                FlashAttention.Run(qp, kp, vp, op, queries, queryStart, totalKeys, heads, kvHeads, headDim, pool, mask);
         }
     }
+
+    /// <summary>
+    /// Whether a call with these arguments runs on the BF16 kernel: as for BF16 GEMMs, decode-sized calls (at most
+    /// <see cref="PackedGemm.SmallM"/> queries) stay F32 (packing all of K and V would cost more than it saves), so a
+    /// chunk's attention rounds to bf16 exactly when its projections round their activations, whatever the strategy.
+    /// </summary>
+    public static bool UsesBf16(AttentionPrecision precision, int queries) =>
+        precision == AttentionPrecision.Bf16 && queries > PackedGemm.SmallM && Jit.Bf16Dot.KernelAvailable && !Jit.Bf16Dot.ForceWidening;
 }

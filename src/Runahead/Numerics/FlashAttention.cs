@@ -64,19 +64,51 @@ internal sealed unsafe class FlashAttention : IParallelWork
         s.Ensure(rowsPadded, d, dPadded);
         int qStride = _heads * d, kvStride = _kvHeads * d;
 
-        // Q^T [d][rowsPadded], pre-scaled; padding rows stay zero (they see every key with score 0 and are dropped).
-        float* qt = s.Qt;
-        new Span<float>(qt, d * rowsPadded).Clear();
-        for (int r = 0; r < rows; r++)
+        // Q^T [d][rowsPadded], pre-scaled, by 16x16 transposes; padding rows are zero (they see every key with score 0
+        // and are dropped).
+        // Row r is query j0 + r / group, head kvHead * group + r % group: counted, not divided (group is not a constant).
+        int minLimit = _queryStart + j0;
+        for (int r = 0, j = 0, g = 0; r < rowsPadded; r++)
         {
-            float* src = _q + (long)(j0 + r / _group) * qStride + (kvHead * _group + r % _group) * d;
-            for (int i = 0; i < d; i++) qt[i * rowsPadded + r] = src[i] * _scale;
+            if (r >= rows)
+            {
+                s.Limit[r] = int.MaxValue;
+                continue;
+            }
+            s.Limit[r] = minLimit + j;
+            s.RowOffset[r] = (long)(j0 + j) * qStride + (kvHead * _group + g) * d;
+            if (++g == _group) { g = 0; j++; }
         }
+        float* qt = s.Qt;
+        var tile = stackalloc Vector512<uint>[V];
+        float* partial = stackalloc float[V];
+        var scale = Vector512.Create(_scale);
+        for (int r0 = 0; r0 < rowsPadded; r0 += V)
+            for (int i0 = 0; i0 < d; i0 += V)
+            {
+                int columns = Math.Min(V, d - i0);
+                for (int k = 0; k < V; k++)
+                {
+                    int r = r0 + k;
+                    if (r >= rows)
+                    {
+                        tile[k] = Vector512<uint>.Zero;
+                        continue;
+                    }
+                    float* src = _q + s.RowOffset[r] + i0;
+                    if (columns < V)
+                    {
+                        new Span<float>(partial, V).Clear();
+                        new Span<float>(src, columns).CopyTo(new Span<float>(partial, V));
+                        src = partial;
+                    }
+                    tile[k] = (Vector512.Load(src) * scale).AsUInt32();
+                }
+                TileTranspose.Transpose(tile, (uint*)qt + i0 * rowsPadded + r0, rowsPadded, columns);
+            }
         new Span<float>(s.O, rowsPadded * dPadded).Clear();
         new Span<float>(s.M, rowsPadded).Fill(float.NegativeInfinity);
         new Span<float>(s.L, rowsPadded).Clear();
-        int minLimit = _queryStart + j0;
-        for (int r = 0; r < rowsPadded; r++) s.Limit[r] = r < rows ? minLimit + r / _group : int.MaxValue;
 
         int keyEnd = _mask == AttentionMask.PrefixCausal ? _queryStart + j0 + jn : _totalKeys;
         float* kBase = _k + kvHead * d, vBase = _v + kvHead * d;
@@ -106,10 +138,12 @@ internal sealed unsafe class FlashAttention : IParallelWork
 
         for (int r = 0; r < rows; r++)
         {
-            float* dst = _out + (long)(j0 + r / _group) * qStride + (kvHead * _group + r % _group) * d;
-            float inv = 1f / s.L[r];
+            float* dst = _out + s.RowOffset[r];
+            var inv = Vector512.Create(1f / s.L[r]);
             float* o = s.O + r * dPadded;
-            for (int i = 0; i < d; i++) dst[i] = o[i] * inv;
+            int i = 0;
+            for (; i + V <= d; i += V) (Vector512.Load(o + i) * inv).Store(dst + i);
+            for (; i < d; i++) dst[i] = o[i] * inv.ToScalar();
         }
     }
 
@@ -311,6 +345,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
 
         public float* Qt, St, O, M, L, Alpha, TileMax, PaddedV, Zero;
         public int* Limit;
+        public long* RowOffset; // of a row's query and head in q and the output
         public float** KeyRows, ValueRows;
 
         public void Ensure(int rowsPadded, int d, int dPadded)
@@ -324,7 +359,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
             long[] bytes =
             [
                 4L * _d * r, 4L * KeyTile * r, 4L * r * dp, 4L * r, 4L * r, 4L * r, 4L * r, 4L * KeyTile * dp, 4L * dp,
-                4L * r, (long)sizeof(nint) * KeyTile, (long)sizeof(nint) * KeyTile,
+                4L * r, (long)sizeof(nint) * KeyTile, (long)sizeof(nint) * KeyTile, 8L * r,
             ];
             long total = 2 * Line; // a guard line before and after: nobody else's data on our first and last lines
             foreach (long n in bytes) total += (n + Line - 1) / Line * Line;
@@ -340,6 +375,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
             Qt = (float*)parts[0]; St = (float*)parts[1]; O = (float*)parts[2]; M = (float*)parts[3]; L = (float*)parts[4];
             Alpha = (float*)parts[5]; TileMax = (float*)parts[6]; PaddedV = (float*)parts[7]; Zero = (float*)parts[8];
             Limit = (int*)parts[9]; KeyRows = (float**)parts[10]; ValueRows = (float**)parts[11];
+            RowOffset = (long*)parts[12];
         }
     }
 }

@@ -17,9 +17,10 @@ public sealed class QuantizedWeightsTests : IDisposable
     [SkippableTheory]
     [InlineData(TensorType.F16, 0.02f)]
     // BF16 weights carry 8 significant bits (relative error 2^-9); where the vdpbf16ps kernel runs (Bf16Dot), every
-    // prefill GEMM also rounds its activations to bf16 (another 2^-9 per product). Measured max |diff| on these logits:
-    // 0.08-0.10 widening, 0.10-0.12 with the kernel; 0.15 covers both.
-    [InlineData(TensorType.BF16, 0.15f)]
+    // prefill GEMM also rounds its activations to bf16 (another 2^-9 per product), and attention rounds Q, K, P and V
+    // (FlashAttentionBf16). Measured max |diff| on these logits: 0.08-0.10 widening, 0.10-0.12 with the kernel for the
+    // GEMMs only, 0.25 with BF16 attention too; 0.3 covers all.
+    [InlineData(TensorType.BF16, 0.3f)]
     [InlineData(TensorType.Q8_0, 0.35f)]
     public void LogitsStayCloseToF32(TensorType type, float tolerance)
     {

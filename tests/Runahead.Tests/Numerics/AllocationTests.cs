@@ -25,6 +25,7 @@ public class AllocationTests
             weight.Forward(x, 33, y, pool);
             weight.Forward(x, 1, y, pool);
             Attention.Forward(q, kv, kv, att, 20, 20, 40, 8, 2, 32, pool);
+            Attention.Forward(q, kv, kv, att, 20, 20, 40, 8, 2, 32, pool, precision: AttentionPrecision.Bf16); // F32 without the kernel
             Ops.RmsNorm(x, w, norm, 33, 96, 1e-5f);
             Ops.Rope(norm, 33, 3, 32, 7, 10000f, RopeStyle.NeoX);
             Ops.SwiGlu(norm, x);
