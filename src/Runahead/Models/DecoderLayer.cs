@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using Runahead.Numerics;
 
 namespace Runahead.Models;
@@ -111,7 +110,7 @@ public sealed class DecoderLayer
         CheckLength(v.Length, tokens * kvDim, nameof(v));
 
         var normed = ws.Normed.AsSpan(0, tokens * dim);
-        _attnNorm.Apply(hidden[..(tokens * dim)], normed, tokens);
+        _attnNorm.Apply(hidden[..(tokens * dim)], normed, tokens, _pool);
         if (_qkv != null)
         {
             int width = qDim + 2 * kvDim;
@@ -131,8 +130,8 @@ public sealed class DecoderLayer
             _k!.Forward(normed, tokens, k, _pool);
             _v!.Forward(normed, tokens, v, _pool);
         }
-        Ops.Rope(q[..(tokens * qDim)], tokens, _config.Heads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope);
-        Ops.Rope(k[..(tokens * kvDim)], tokens, _config.KvHeads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope);
+        Ops.Rope(q[..(tokens * qDim)], tokens, _config.Heads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope, _pool);
+        Ops.Rope(k[..(tokens * kvDim)], tokens, _config.KvHeads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope, _pool);
     }
 
     /// <summary>
@@ -159,7 +158,7 @@ public sealed class DecoderLayer
         {
             // The MLP branch reads the block's input, so norm it before the attention residual changes it.
             // Recomputed rather than kept from ComputeQkv: callers may run other chunks' ComputeQkv in between.
-            (_mlpNorm ?? _attnNorm).Apply(h, normed, tokens);
+            (_mlpNorm ?? _attnNorm).Apply(h, normed, tokens, _pool);
         }
 
         var attn = ws.Attention.AsSpan(0, tokens * qDim);
@@ -172,16 +171,16 @@ public sealed class DecoderLayer
         {
             var mlp = ws.Mlp.AsSpan(0, tokens * dim);
             Mlp(normed, tokens, mlp, ws);
-            TensorPrimitives.Add(h, proj, h);
-            TensorPrimitives.Add(h, mlp, h);
+            Ops.AddInPlace(h, proj, _pool);
+            Ops.AddInPlace(h, mlp, _pool);
         }
         else
         {
-            TensorPrimitives.Add(h, proj, h);
-            _mlpNorm!.Apply(h, normed, tokens);
+            Ops.AddInPlace(h, proj, _pool);
+            _mlpNorm!.Apply(h, normed, tokens, _pool);
             var mlp = ws.Mlp.AsSpan(0, tokens * dim);
             Mlp(normed, tokens, mlp, ws);
-            TensorPrimitives.Add(h, mlp, h);
+            Ops.AddInPlace(h, mlp, _pool);
         }
     }
 
@@ -194,12 +193,12 @@ public sealed class DecoderLayer
         {
             var gate = ws.Gate.AsSpan(0, tokens * ffn);
             _gate.Forward(normed, tokens, gate, _pool);
-            Ops.SwiGlu(gate, up);
+            Ops.SwiGlu(gate, up, _pool);
             _down.Forward(gate, tokens, output, _pool);
         }
         else
         {
-            Ops.Gelu(up);
+            Ops.Gelu(up, _pool);
             _down.Forward(up, tokens, output, _pool);
         }
     }

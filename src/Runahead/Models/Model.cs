@@ -224,7 +224,7 @@ public sealed class Model : IDisposable
         {
             int n = Math.Min(ws.MaxTokens, rows - start);
             var normed = ws.Normed.AsSpan(0, n * dim);
-            _outputNorm.Apply(hiddenRows.Slice(start * dim, n * dim), normed, n);
+            _outputNorm.Apply(hiddenRows.Slice(start * dim, n * dim), normed, n, Pool);
             _lmHead.Forward(normed, n, logits.Slice(start * vocab, n * vocab), Pool);
         }
     }
