@@ -23,14 +23,18 @@ public sealed class DecoderLayer
     private readonly Linear? _gate;            // null: plain GELU MLP (Falcon)
     private readonly Linear _up;
     private readonly Linear _down;
+    // Separate Q/K/V (gate/up) weights run as one product group when their panels allow (see Linear.ForwardGroup).
+    private readonly bool _groupQkv, _groupGateUp;
 
     public int Index { get; }
 
     internal bool FusedQkv => _qkv != null;
     internal bool Gated => _gate != null;
+    internal bool GroupedQkv => _groupQkv;
+    internal bool GroupedGateUp => _groupGateUp;
 
     private DecoderLayer(int index, ModelConfig config, ComputePool pool, NormWeights attnNorm, NormWeights? mlpNorm,
-        Linear? qkv, Linear? q, Linear? k, Linear? v, Linear output, Linear? gate, Linear up, Linear down)
+        Linear? qkv, Linear? q, Linear? k, Linear? v, Linear output, Linear? gate, Linear up, Linear down, bool groupProjections)
     {
         Index = index;
         _config = config;
@@ -43,9 +47,11 @@ public sealed class DecoderLayer
         _gate = gate;
         _up = up;
         _down = down;
+        _groupQkv = groupProjections && q != null && Linear.CanGroup(q, k!, v!);
+        _groupGateUp = groupProjections && gate != null && Linear.CanGroup(gate, up);
     }
 
-    internal static DecoderLayer Load(int index, ModelConfig c, WeightReader r, ComputePool pool)
+    internal static DecoderLayer Load(int index, ModelConfig c, WeightReader r, ComputePool pool, bool groupProjections)
     {
         string p = $"blk.{index}.";
         bool falcon = c.Architecture == ModelArchitecture.Falcon;
@@ -71,7 +77,7 @@ public sealed class DecoderLayer
         Linear? gate = falcon ? null : r.Linear(p + "ffn_gate", c.FfnDim, c.Dim);
         var up = r.Linear(p + "ffn_up", c.FfnDim, c.Dim);
         var down = r.Linear(p + "ffn_down", c.Dim, c.FfnDim);
-        return new DecoderLayer(index, c, pool, attnNorm, mlpNorm, qkv, q, k, v, output, gate, up, down);
+        return new DecoderLayer(index, c, pool, attnNorm, mlpNorm, qkv, q, k, v, output, gate, up, down, groupProjections);
     }
 
     /// <summary>The layer's linear weights that exist (fused Q/K/V or separate, gated MLP or not).</summary>
@@ -126,9 +132,13 @@ public sealed class DecoderLayer
         }
         else
         {
-            _q!.Forward(normed, tokens, q, _pool);
-            _k!.Forward(normed, tokens, k, _pool);
-            _v!.Forward(normed, tokens, v, _pool);
+            if (_groupQkv) Linear.ForwardGroup(normed, tokens, _q!, q, _k!, k, _v, v, _pool);
+            else
+            {
+                _q!.Forward(normed, tokens, q, _pool);
+                _k!.Forward(normed, tokens, k, _pool);
+                _v!.Forward(normed, tokens, v, _pool);
+            }
         }
         Ops.Rope(q[..(tokens * qDim)], tokens, _config.Heads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope, _pool);
         Ops.Rope(k[..(tokens * kvDim)], tokens, _config.KvHeads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope, _pool);
@@ -188,16 +198,21 @@ public sealed class DecoderLayer
     {
         int ffn = _config.FfnDim;
         var up = ws.Up.AsSpan(0, tokens * ffn);
-        _up.Forward(normed, tokens, up, _pool);
         if (_gate != null)
         {
             var gate = ws.Gate.AsSpan(0, tokens * ffn);
-            _gate.Forward(normed, tokens, gate, _pool);
+            if (_groupGateUp) Linear.ForwardGroup(normed, tokens, _gate, gate, _up, up, null, default, _pool);
+            else
+            {
+                _up.Forward(normed, tokens, up, _pool);
+                _gate.Forward(normed, tokens, gate, _pool);
+            }
             Ops.SwiGlu(gate, up, _pool);
             _down.Forward(gate, tokens, output, _pool);
         }
         else
         {
+            _up.Forward(normed, tokens, up, _pool);
             Ops.Gelu(up, _pool);
             _down.Forward(up, tokens, output, _pool);
         }

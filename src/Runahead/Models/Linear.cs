@@ -25,6 +25,26 @@ internal sealed class Linear
     public void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool)
     {
         Weight.Forward(x[..(tokens * InFeatures)], tokens, y[..(tokens * OutFeatures)], pool);
+        AddBias(y, tokens);
+    }
+
+    /// <summary>Whether these layers can run as one product group (<see cref="ForwardGroup"/>) on the same input.</summary>
+    public static bool CanGroup(Linear a, Linear b, Linear? c = null) =>
+        LinearWeight.CanGroup(a.Weight, b.Weight) && (c is null || LinearWeight.CanGroup(a.Weight, c.Weight));
+
+    /// <summary>The <see cref="Forward"/> of two or three layers over the same input as one product group (same results).</summary>
+    public static void ForwardGroup(ReadOnlySpan<float> x, int tokens, Linear l0, Span<float> y0, Linear l1, Span<float> y1,
+        Linear? l2, Span<float> y2, ComputePool pool)
+    {
+        LinearWeight.ForwardGroup(x[..(tokens * l0.InFeatures)], tokens, l0.Weight, y0[..(tokens * l0.OutFeatures)],
+            l1.Weight, y1[..(tokens * l1.OutFeatures)], l2?.Weight, l2 is null ? default : y2[..(tokens * l2.OutFeatures)], pool);
+        l0.AddBias(y0, tokens);
+        l1.AddBias(y1, tokens);
+        l2?.AddBias(y2, tokens);
+    }
+
+    private void AddBias(Span<float> y, int tokens)
+    {
         if (_bias.Length == 0) return;
         for (int t = 0; t < tokens; t++)
         {
