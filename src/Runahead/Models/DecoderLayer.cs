@@ -174,27 +174,14 @@ public sealed class DecoderLayer
         var attn = ws.Attention.AsSpan(0, tokens * qDim);
         Numerics.Attention.Forward(q[..(tokens * qDim)], keys[..(totalKeys * kvDim)], values[..(totalKeys * kvDim)], attn,
             tokens, queryStart, totalKeys, _config.Heads, _config.KvHeads, _config.HeadDim, _pool, mask);
-        var proj = ws.Projection.AsSpan(0, tokens * dim);
-        _output.Forward(attn, tokens, proj, _pool);
-
-        if (parallel)
-        {
-            var mlp = ws.Mlp.AsSpan(0, tokens * dim);
-            Mlp(normed, tokens, mlp, ws);
-            Ops.AddInPlace(h, proj, _pool);
-            Ops.AddInPlace(h, mlp, _pool);
-        }
-        else
-        {
-            Ops.AddInPlace(h, proj, _pool);
-            _mlpNorm!.Apply(h, normed, tokens, _pool);
-            var mlp = ws.Mlp.AsSpan(0, tokens * dim);
-            Mlp(normed, tokens, mlp, ws);
-            Ops.AddInPlace(h, mlp, _pool);
-        }
+        // Both residual adds happen inside the products (h += attn W_o^T, then h += MLP), which saves a pass over h each.
+        _output.ForwardAdd(attn, tokens, h, _pool);
+        if (!parallel) _mlpNorm!.Apply(h, normed, tokens, _pool);
+        AddMlp(normed, tokens, h, ws);
     }
 
-    private void Mlp(ReadOnlySpan<float> normed, int tokens, Span<float> output, ForwardWorkspace ws)
+    /// <summary>hidden += MLP(normed).</summary>
+    private void AddMlp(ReadOnlySpan<float> normed, int tokens, Span<float> hidden, ForwardWorkspace ws)
     {
         int ffn = _config.FfnDim;
         var up = ws.Up.AsSpan(0, tokens * ffn);
@@ -208,13 +195,13 @@ public sealed class DecoderLayer
                 _gate.Forward(normed, tokens, gate, _pool);
             }
             Ops.SwiGlu(gate, up, _pool);
-            _down.Forward(gate, tokens, output, _pool);
+            _down.ForwardAdd(gate, tokens, hidden, _pool);
         }
         else
         {
             _up.Forward(normed, tokens, up, _pool);
             Ops.Gelu(up, _pool);
-            _down.Forward(up, tokens, output, _pool);
+            _down.ForwardAdd(up, tokens, hidden, _pool);
         }
     }
 

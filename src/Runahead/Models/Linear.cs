@@ -28,6 +28,13 @@ internal sealed class Linear
         AddBias(y, tokens);
     }
 
+    /// <summary>y [tokens, out] += x [tokens, in] W^T + b: a residual add done by the product itself (no separate pass).</summary>
+    public void ForwardAdd(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool)
+    {
+        Weight.Forward(x[..(tokens * InFeatures)], tokens, y[..(tokens * OutFeatures)], pool, addToOutput: true);
+        AddBias(y, tokens);
+    }
+
     /// <summary>Whether these layers can run as one product group (<see cref="ForwardGroup"/>) on the same input.</summary>
     public static bool CanGroup(Linear a, Linear b, Linear? c = null) =>
         LinearWeight.CanGroup(a.Weight, b.Weight) && (c is null || LinearWeight.CanGroup(a.Weight, c.Weight));

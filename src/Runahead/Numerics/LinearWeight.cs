@@ -146,7 +146,10 @@ public sealed class LinearWeight
         FromStored(MemoryMarshal.AsBytes(w.AsSpan()), TensorType.F32, outFeatures, inFeatures);
 
     /// <summary>y[t, o] = sum_i x[t, i] * W[o, i] for t in [0, tokens).</summary>
-    public unsafe void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool)
+    public void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool) => Forward(x, tokens, y, pool, addToOutput: false);
+
+    /// <summary>y[t, o] (+)= sum_i x[t, i] * W[o, i]: with <paramref name="addToOutput"/> the product is added to y (a residual add inside the product).</summary>
+    public unsafe void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool, bool addToOutput)
     {
         ArgumentNullException.ThrowIfNull(pool);
         int n = OutFeatures, k = InFeatures;
@@ -161,7 +164,7 @@ public sealed class LinearWeight
             {
                 fixed (float* xp = x)
                 fixed (float* yp = y)
-                    PackedGemm.Run(xp, tokens, k, mappedStart + _mappedOffset, _panelType, n, yp, pool);
+                    PackedGemm.Run(xp, tokens, k, mappedStart + _mappedOffset, _panelType, n, yp, pool, addToOutput);
             }
             finally
             {
@@ -177,7 +180,7 @@ public sealed class LinearWeight
         fixed (ushort* u16 = _u16)
         {
             byte* panels = f32 != null ? (byte*)f32 : (byte*)u16;
-            PackedGemm.Run(xp, tokens, k, panels, _panelType, n, yp, pool);
+            PackedGemm.Run(xp, tokens, k, panels, _panelType, n, yp, pool, addToOutput);
         }
     }
 

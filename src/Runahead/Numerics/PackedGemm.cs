@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -58,7 +59,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     private float* _x;
     private PanelType _type;
     private int _m, _k, _mc, _mBlocks, _nc, _panelsPerItem;
-    private bool _small, _chunkFastest;
+    private bool _small, _chunkFastest, _addToOutput;
     // The outputs of the current call: panels, width and result rows of each weight, and the first work unit (an N chunk
     // of the blocked path, a run of panels of the small path) of each, so that one item list covers all of them.
     private readonly nint[] _outPanels = new nint[MaxOutputs];
@@ -74,10 +75,11 @@ internal sealed unsafe class PackedGemm : IParallelWork
     private bool _packPhase, _pairsPrepacked;
 
     /// <summary>Runs the product on <paramref name="pool"/>; panels must stay pinned for the duration.</summary>
-    public static void Run(float* x, int m, int k, byte* panels, PanelType type, int n, float* y, ComputePool pool)
+    /// <param name="addToOutput">Y += X W^T instead of Y = X W^T (a residual add folded into the product).</param>
+    public static void Run(float* x, int m, int k, byte* panels, PanelType type, int n, float* y, ComputePool pool, bool addToOutput = false)
     {
         ReadOnlySpan<GemmOutput> one = [new GemmOutput(panels, n, y)];
-        RunGroup(x, m, k, type, one, pool);
+        RunGroup(x, m, k, type, one, pool, addToOutput);
     }
 
     /// <summary>
@@ -85,7 +87,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     /// gate/up): one dispatch, and on the BF16 pairs path one rounding of the activations, for all of them. Each result
     /// goes to its own rows (no fused buffer to copy apart). Panels must stay pinned for the duration.
     /// </summary>
-    public static void RunGroup(float* x, int m, int k, PanelType type, ReadOnlySpan<GemmOutput> outputs, ComputePool pool)
+    public static void RunGroup(float* x, int m, int k, PanelType type, ReadOnlySpan<GemmOutput> outputs, ComputePool pool, bool addToOutput = false)
     {
         if (outputs.Length is 0 or > MaxOutputs)
             throw new ArgumentOutOfRangeException(nameof(outputs), $"a product group has 1 to {MaxOutputs} weights, got {outputs.Length}");
@@ -98,11 +100,12 @@ internal sealed unsafe class PackedGemm : IParallelWork
         if (m == 0 || totalN == 0) return;
         if (k == 0)
         {
+            if (addToOutput) return;
             foreach (var output in outputs) new Span<float>(output.Y, checked(m * output.N)).Clear();
             return;
         }
         var work = t_work ??= new PackedGemm();
-        work._x = x; work._type = type;
+        work._x = x; work._type = type; work._addToOutput = addToOutput;
         work._m = m; work._k = k;
         work._outputs = outputs.Length;
         for (int o = 0; o < outputs.Length; o++)
@@ -283,14 +286,25 @@ internal sealed unsafe class PackedGemm : IParallelWork
         {
             int nValid = Math.Min(NR, n - p * NR);
             byte* panel = panels + p * panelBytes;
-            if (nValid == NR)
+            if (nValid == NR && !_addToOutput)
             {
                 GemmMicroKernels.RowsKernel<T>(_x, _k, _m, panel, _k, y + p * NR, n);
                 continue;
             }
             GemmMicroKernels.RowsKernel<T>(_x, _k, _m, panel, _k, s.Tile, NR);
-            for (int r = 0; r < _m; r++)
-                new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(y + (nint)r * n + p * NR, nValid));
+            StoreSmallTile(s.Tile, nValid, y + p * NR, n);
+        }
+    }
+
+    /// <summary>Copies (or adds, for <see cref="_addToOutput"/>) the valid columns of a small-path tile into the output rows.</summary>
+    private void StoreSmallTile(float* tile, int nValid, float* y, int ldy)
+    {
+        for (int r = 0; r < _m; r++)
+        {
+            var src = new ReadOnlySpan<float>(tile + r * NR, nValid);
+            var dst = new Span<float>(y + (nint)r * ldy, nValid);
+            if (_addToOutput) TensorPrimitives.Add(dst, src, dst);
+            else src.CopyTo(dst);
         }
     }
 
@@ -306,7 +320,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         for (int k0 = 0; k0 < _k; k0 += KC)
         {
             int kc = Math.Min(KC, _k - k0);
-            bool accumulate = k0 > 0;
+            bool accumulate = k0 > 0 || _addToOutput;
             PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, s.A);
             for (int nb = n0; nb < nEnd; nb += NR)
             {
@@ -366,14 +380,13 @@ internal sealed unsafe class PackedGemm : IParallelWork
         {
             int nValid = Math.Min(NR, n - p * NR);
             var panel = (uint*)(panels + p * panelBytes);
-            if (nValid == NR)
+            if (nValid == NR && !_addToOutput)
             {
                 Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, y + p * NR, n);
                 continue;
             }
             Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, s.Tile, NR);
-            for (int r = 0; r < _m; r++)
-                new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(y + (nint)r * n + p * NR, nValid));
+            StoreSmallTile(s.Tile, nValid, y + p * NR, n);
         }
     }
 
@@ -397,7 +410,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
             int k0 = slice * PairsKC;
             int pairs = Bf16PairsKernels.PairCount(Math.Min(PairsKC, _k - k0));
             int panelLength = Bf16PairsKernels.MicroPanelLength(pairs);
-            bool accumulate = slice > 0;
+            bool accumulate = slice > 0 || _addToOutput;
             uint* aBlock = PackedPairs(slice, m0 / mr, panelLength);
             for (int nb = n0; nb < nEnd; nb += NR)
             {
@@ -435,7 +448,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         for (int k0 = 0; k0 < _k; k0 += KC)
         {
             int kc = Math.Min(KC, _k - k0);
-            bool accumulate = k0 > 0;
+            bool accumulate = k0 > 0 || _addToOutput;
             PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, s.A);
             for (int nb = n0; nb < nEnd; nb += NR)
             {
