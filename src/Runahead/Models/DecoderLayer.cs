@@ -25,12 +25,15 @@ public sealed class DecoderLayer
     private readonly Linear _down;
     // Separate Q/K/V (gate/up) weights run as one product group when their panels allow (see Linear.ForwardGroup).
     private readonly bool _groupQkv, _groupGateUp;
+    // A fused Q/K/V weight whose parts start on panel boundaries writes q, k and v directly (no copying apart).
+    private readonly bool _splitQkv;
 
     public int Index { get; }
 
     internal bool FusedQkv => _qkv != null;
     internal bool Gated => _gate != null;
     internal bool GroupedQkv => _groupQkv;
+    internal bool SplitQkv => _splitQkv;
     internal bool GroupedGateUp => _groupGateUp;
 
     private DecoderLayer(int index, ModelConfig config, ComputePool pool, NormWeights attnNorm, NormWeights? mlpNorm,
@@ -47,6 +50,7 @@ public sealed class DecoderLayer
         _gate = gate;
         _up = up;
         _down = down;
+        _splitQkv = groupProjections && qkv != null && qkv.CanSplit(config.QDim, config.KvDim);
         _groupQkv = groupProjections && q != null && Linear.CanGroup(q, k!, v!);
         _groupGateUp = groupProjections && gate != null && Linear.CanGroup(gate, up);
     }
@@ -117,7 +121,11 @@ public sealed class DecoderLayer
 
         var normed = ws.Normed.AsSpan(0, tokens * dim);
         _attnNorm.Apply(hidden[..(tokens * dim)], normed, tokens, _pool);
-        if (_qkv != null)
+        if (_qkv != null && _splitQkv)
+        {
+            _qkv.ForwardSplit(normed, tokens, qDim, q, kvDim, k, v, _pool);
+        }
+        else if (_qkv != null)
         {
             int width = qDim + 2 * kvDim;
             var fused = ws.Qkv.AsSpan(0, tokens * width);

@@ -40,7 +40,8 @@ public sealed record ModelLoadOptions
 
     /// <summary>
     /// Runs separately stored Q/K/V and gate/up weights as product groups (one pool dispatch and one activation packing
-    /// per group; the results are bit-identical). On by default; RUNAHEAD_GROUP_PROJECTIONS=0 turns it off, for measuring.
+    /// per group), and lets a fused Q/K/V weight (Falcon) write q, k and v apart where they start on panel boundaries
+    /// (no copy); the results are bit-identical. On by default; RUNAHEAD_GROUP_PROJECTIONS=0 turns it off, for measuring.
     /// </summary>
     public bool GroupProjections { get; init; } = Environment.GetEnvironmentVariable("RUNAHEAD_GROUP_PROJECTIONS") != "0";
 

@@ -229,6 +229,48 @@ public sealed class LinearWeight
         }
     }
 
+    /// <summary>Whether <see cref="ForwardSplit"/> can cut the outputs after <paramref name="n0"/> and <paramref name="n0"/> + <paramref name="n1"/> features (panel boundaries).</summary>
+    internal bool CanSplit(int n0, int n1) => n0 % NR == 0 && n1 % NR == 0 && n0 >= 0 && n1 >= 0 && (long)n0 + n1 <= OutFeatures;
+
+    /// <summary>
+    /// The product of a fused weight (Falcon's Q/K/V rows) written apart: features [0, n0) to <paramref name="y0"/>,
+    /// [n0, n0 + n1) to <paramref name="y1"/> and the rest to <paramref name="y2"/>, each with its own row stride, so
+    /// no fused buffer is copied apart. The cuts must be on panel boundaries (<see cref="CanSplit"/>).
+    /// </summary>
+    internal unsafe void ForwardSplit(ReadOnlySpan<float> x, int tokens, int n0, Span<float> y0, int n1, Span<float> y1, Span<float> y2, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        if (!CanSplit(n0, n1))
+            throw new ArgumentException($"cannot cut a weight of {OutFeatures} outputs at {n0} and {n0 + n1} (multiples of {NR} needed)");
+        int n2 = OutFeatures - n0 - n1, k = InFeatures;
+        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
+        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
+        CheckOutput(y0, tokens, n0, nameof(y0));
+        CheckOutput(y1, tokens, n1, nameof(y1));
+        CheckOutput(y2, tokens, n2, nameof(y2));
+        byte* panels = AcquirePanels();
+        try
+        {
+            fixed (float* xp = x)
+            fixed (float* a = y0)
+            fixed (float* b = y1)
+            fixed (float* c = y2)
+            {
+                ReadOnlySpan<GemmOutput> outputs =
+                [
+                    new(panels, n0, a),
+                    new(panels + PackedBytes(_panelType, n0, k), n1, b),
+                    new(panels + PackedBytes(_panelType, n0 + n1, k), n2, c),
+                ];
+                PackedGemm.RunGroup(xp, tokens, k, _panelType, outputs, pool);
+            }
+        }
+        finally
+        {
+            ReleasePanels();
+        }
+    }
+
     private static void CheckOutput(Span<float> y, int tokens, int outFeatures, string name)
     {
         if (y.Length < (long)tokens * outFeatures) throw new ArgumentException($"{name} holds {y.Length} floats, {tokens}x{outFeatures} needed", name);

@@ -38,4 +38,23 @@ public sealed class GroupedProjectionsTests : IDisposable
         Assert.Equal(expectedLogits, logits);
         Assert.Equal(expectedIds, ids);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void FalconQkvWrittenApartEqualsTheCopiedSplit(bool biases)
+    {
+        // Head size 32 and one KV head: Q [64] and K, V [32] start on panel boundaries, so the fused weight writes them apart.
+        var config = RandomWeightSource.FalconConfig(newDecoder: false) with { Dim = 64, Heads = 2, HeadDim = 32, KvHeads = 1 };
+        using var split = Model.Load(new RandomWeightSource(config, fusedQkv: true, biases: biases), new ModelLoadOptions { Threads = 2, GroupProjections = true });
+        using var copied = Model.Load(new RandomWeightSource(config, fusedQkv: true, biases: biases),
+            new ModelLoadOptions { Threads = 2, GroupProjections = false });
+        Assert.All(split.Layers, l => Assert.True(l.SplitQkv));
+        Assert.All(copied.Layers, l => Assert.False(l.SplitQkv));
+        var prompt = PrefillReference.Prompt(30, config.VocabSize);
+        var (expectedLogits, expectedIds) = PrefillReference.Single(copied, prompt, 3);
+        var (logits, ids) = PrefillReference.Single(split, prompt, 3);
+        Assert.Equal(expectedLogits, logits);
+        Assert.Equal(expectedIds, ids);
+    }
 }

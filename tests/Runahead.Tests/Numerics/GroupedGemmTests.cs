@@ -83,6 +83,44 @@ public class GroupedGemmTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void SplitOutputsEqualTheFusedProduct(TensorType type, int threads)
+    {
+        using var pool = new ComputePool(threads);
+        // (m, n0, n1, rest, k): cuts on panel boundaries, an odd rest, an empty middle part, decode and prefill sizes.
+        (int m, int n0, int n1, int rest, int k)[] shapes =
+            [(1, 64, 32, 32, 96), (3, 32, 0, 37, 64), (5, 96, 32, 32, 288), (40, 64, 64, 5, 257), (300, 128, 32, 32, 320)];
+        int seed = 70;
+        foreach (var (m, n0, n1, rest, k0) in shapes)
+        {
+            int k = type == TensorType.Q8_0 ? (k0 + 31) / 32 * 32 : k0, n = n0 + n1 + rest;
+            var weight = LinearWeight.FromStored(TestData.Stored(type, n, k, seed), type, n, k);
+            var x = TestData.Floats(m * k, seed + 1);
+            seed += 2;
+            var fused = new float[m * n];
+            weight.Forward(x, m, fused, pool);
+            Assert.True(weight.CanSplit(n0, n1));
+            var parts = new[] { new float[m * n0], new float[m * n1], new float[m * rest] };
+            weight.ForwardSplit(x, m, n0, parts[0], n1, parts[1], parts[2], pool);
+            int[] starts = [0, n0, n0 + n1], widths = [n0, n1, rest];
+            for (int part = 0; part < 3; part++)
+                for (int t = 0; t < m; t++)
+                    Assert.True(fused.AsSpan(t * n + starts[part], widths[part]).SequenceEqual(parts[part].AsSpan(t * widths[part], widths[part])),
+                        $"{type}, m {m}, k {k}, part {part}, row {t}: split output differs from the fused product");
+        }
+    }
+
+    [Fact]
+    public void SplitsOnlyOnPanelBoundaries()
+    {
+        var w = LinearWeight.FromFloat32(new float[100 * 8], 100, 8);
+        Assert.False(w.CanSplit(48, 32));
+        Assert.False(w.CanSplit(32, 16));
+        Assert.False(w.CanSplit(64, 64));
+        Assert.Throws<ArgumentException>(() => w.ForwardSplit(new float[8], 1, 48, new float[48], 32, new float[32], new float[20], ComputePool.Single));
+    }
+
     [Fact]
     public void MismatchedWeightsAreNotGrouped()
     {
