@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using Runahead.Numerics;
 
 namespace Runahead.Models;
@@ -24,6 +23,10 @@ public sealed class DecoderLayer
     private readonly Linear? _gate;            // null: plain GELU MLP (Falcon)
     private readonly Linear _up;
     private readonly Linear _down;
+    // Separate Q/K/V (gate/up) weights run as one product group when their panels allow (see Linear.ForwardGroup).
+    private readonly bool _groupQkv, _groupGateUp;
+    // A fused Q/K/V weight whose parts start on panel boundaries writes q, k and v directly (no copying apart).
+    private readonly bool _splitQkv;
 
     public int Index { get; }
 
@@ -35,9 +38,12 @@ public sealed class DecoderLayer
 
     internal bool FusedQkv => _qkv != null;
     internal bool Gated => _gate != null;
+    internal bool GroupedQkv => _groupQkv;
+    internal bool SplitQkv => _splitQkv;
+    internal bool GroupedGateUp => _groupGateUp;
 
     private DecoderLayer(int index, ModelConfig config, ComputePool pool, NormWeights attnNorm, NormWeights? mlpNorm,
-        Linear? qkv, Linear? q, Linear? k, Linear? v, Linear output, Linear? gate, Linear up, Linear down)
+        Linear? qkv, Linear? q, Linear? k, Linear? v, Linear output, Linear? gate, Linear up, Linear down, bool groupProjections)
     {
         Index = index;
         _config = config;
@@ -51,9 +57,12 @@ public sealed class DecoderLayer
         _up = up;
         _down = down;
         AttentionPrecision = (qkv ?? q)!.Weight.PanelType == PanelType.BF16Pairs ? AttentionPrecision.Bf16 : AttentionPrecision.F32;
+        _splitQkv = groupProjections && qkv != null && qkv.CanSplit(config.QDim, config.KvDim);
+        _groupQkv = groupProjections && q != null && Linear.CanGroup(q, k!, v!);
+        _groupGateUp = groupProjections && gate != null && Linear.CanGroup(gate, up);
     }
 
-    internal static DecoderLayer Load(int index, ModelConfig c, WeightReader r, ComputePool pool)
+    internal static DecoderLayer Load(int index, ModelConfig c, WeightReader r, ComputePool pool, bool groupProjections)
     {
         string p = $"blk.{index}.";
         bool falcon = c.Architecture == ModelArchitecture.Falcon;
@@ -79,7 +88,7 @@ public sealed class DecoderLayer
         Linear? gate = falcon ? null : r.Linear(p + "ffn_gate", c.FfnDim, c.Dim);
         var up = r.Linear(p + "ffn_up", c.FfnDim, c.Dim);
         var down = r.Linear(p + "ffn_down", c.Dim, c.FfnDim);
-        return new DecoderLayer(index, c, pool, attnNorm, mlpNorm, qkv, q, k, v, output, gate, up, down);
+        return new DecoderLayer(index, c, pool, attnNorm, mlpNorm, qkv, q, k, v, output, gate, up, down, groupProjections);
     }
 
     /// <summary>The layer's linear weights that exist (fused Q/K/V or separate, gated MLP or not).</summary>
@@ -118,8 +127,12 @@ public sealed class DecoderLayer
         CheckLength(v.Length, tokens * kvDim, nameof(v));
 
         var normed = ws.Normed.AsSpan(0, tokens * dim);
-        _attnNorm.Apply(hidden[..(tokens * dim)], normed, tokens);
-        if (_qkv != null)
+        _attnNorm.Apply(hidden[..(tokens * dim)], normed, tokens, _pool);
+        if (_qkv != null && _splitQkv)
+        {
+            _qkv.ForwardSplit(normed, tokens, qDim, q, kvDim, k, v, _pool);
+        }
+        else if (_qkv != null)
         {
             int width = qDim + 2 * kvDim;
             var fused = ws.Qkv.AsSpan(0, tokens * width);
@@ -134,12 +147,16 @@ public sealed class DecoderLayer
         }
         else
         {
-            _q!.Forward(normed, tokens, q, _pool);
-            _k!.Forward(normed, tokens, k, _pool);
-            _v!.Forward(normed, tokens, v, _pool);
+            if (_groupQkv) Linear.ForwardGroup(normed, tokens, _q!, q, _k!, k, _v, v, _pool);
+            else
+            {
+                _q!.Forward(normed, tokens, q, _pool);
+                _k!.Forward(normed, tokens, k, _pool);
+                _v!.Forward(normed, tokens, v, _pool);
+            }
         }
-        Ops.Rope(q[..(tokens * qDim)], tokens, _config.Heads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope);
-        Ops.Rope(k[..(tokens * kvDim)], tokens, _config.KvHeads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope);
+        Ops.Rope(q[..(tokens * qDim)], tokens, _config.Heads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope, _pool);
+        Ops.Rope(k[..(tokens * kvDim)], tokens, _config.KvHeads, _config.HeadDim, startPos, _config.RopeTheta, _config.Rope, _pool);
     }
 
     /// <summary>
@@ -166,48 +183,40 @@ public sealed class DecoderLayer
         {
             // The MLP branch reads the block's input, so norm it before the attention residual changes it.
             // Recomputed rather than kept from ComputeQkv: callers may run other chunks' ComputeQkv in between.
-            (_mlpNorm ?? _attnNorm).Apply(h, normed, tokens);
+            (_mlpNorm ?? _attnNorm).Apply(h, normed, tokens, _pool);
         }
 
         var attn = ws.Attention.AsSpan(0, tokens * qDim);
         Numerics.Attention.Forward(q[..(tokens * qDim)], keys[..(totalKeys * kvDim)], values[..(totalKeys * kvDim)], attn,
             tokens, queryStart, totalKeys, _config.Heads, _config.KvHeads, _config.HeadDim, _pool, mask, AttentionPrecision);
-        var proj = ws.Projection.AsSpan(0, tokens * dim);
-        _output.Forward(attn, tokens, proj, _pool);
-
-        if (parallel)
-        {
-            var mlp = ws.Mlp.AsSpan(0, tokens * dim);
-            Mlp(normed, tokens, mlp, ws);
-            TensorPrimitives.Add(h, proj, h);
-            TensorPrimitives.Add(h, mlp, h);
-        }
-        else
-        {
-            TensorPrimitives.Add(h, proj, h);
-            _mlpNorm!.Apply(h, normed, tokens);
-            var mlp = ws.Mlp.AsSpan(0, tokens * dim);
-            Mlp(normed, tokens, mlp, ws);
-            TensorPrimitives.Add(h, mlp, h);
-        }
+        // Both residual adds happen inside the products (h += attn W_o^T, then h += MLP), which saves a pass over h each.
+        _output.ForwardAdd(attn, tokens, h, _pool);
+        if (!parallel) _mlpNorm!.Apply(h, normed, tokens, _pool);
+        AddMlp(normed, tokens, h, ws);
     }
 
-    private void Mlp(ReadOnlySpan<float> normed, int tokens, Span<float> output, ForwardWorkspace ws)
+    /// <summary>hidden += MLP(normed).</summary>
+    private void AddMlp(ReadOnlySpan<float> normed, int tokens, Span<float> hidden, ForwardWorkspace ws)
     {
         int ffn = _config.FfnDim;
         var up = ws.Up.AsSpan(0, tokens * ffn);
-        _up.Forward(normed, tokens, up, _pool);
         if (_gate != null)
         {
             var gate = ws.Gate.AsSpan(0, tokens * ffn);
-            _gate.Forward(normed, tokens, gate, _pool);
-            Ops.SwiGlu(gate, up);
-            _down.Forward(gate, tokens, output, _pool);
+            if (_groupGateUp) Linear.ForwardGroup(normed, tokens, _gate, gate, _up, up, null, default, _pool);
+            else
+            {
+                _up.Forward(normed, tokens, up, _pool);
+                _gate.Forward(normed, tokens, gate, _pool);
+            }
+            Ops.SwiGlu(gate, up, _pool);
+            _down.ForwardAdd(gate, tokens, hidden, _pool);
         }
         else
         {
-            Ops.Gelu(up);
-            _down.Forward(up, tokens, output, _pool);
+            _up.Forward(normed, tokens, up, _pool);
+            Ops.Gelu(up, _pool);
+            _down.ForwardAdd(up, tokens, hidden, _pool);
         }
     }
 

@@ -9,9 +9,8 @@ namespace Runahead.Models;
 /// <item>"wide A": the fused QKV output (in ComputeQkv), the attention output (until the output projection has read
 /// it) and the MLP gate;</item>
 /// <item>"wide B": <see cref="Q"/> (from ComputeQkv until attention has read it) and the MLP up projection;</item>
-/// <item><see cref="Normed"/>: the normed input, and after the projections that read it, the attention projection
-/// (sequential blocks) and the MLP output.</item>
 /// </list>
+/// The attention projection and the MLP output need no buffers: the products add them to the hidden rows directly.
 /// So <see cref="Q"/> is only valid until <see cref="DecoderLayer.Finish"/> runs: callers that keep queries across
 /// layers or chunks pass their own buffer.
 /// </summary>
@@ -29,11 +28,6 @@ public sealed class ForwardWorkspace
     internal float[] Q { get; }
     /// <summary>Attention output [MaxTokens, QDim]; shares wide A.</summary>
     internal float[] Attention { get; }
-    /// <summary>Output of the attention projection [MaxTokens, Dim]: <see cref="Normed"/> for sequential blocks, its own
-    /// array for Falcon's parallel attention (where the normed input is still needed by the MLP).</summary>
-    internal float[] Projection { get; }
-    /// <summary>MLP output [MaxTokens, Dim]; shares <see cref="Normed"/> (the MLP's input is consumed before it is written).</summary>
-    internal float[] Mlp { get; }
     /// <summary>MLP gate [MaxTokens, FfnDim] (gated MLPs); empty otherwise. Shares wide A.</summary>
     internal float[] Gate { get; }
     /// <summary>MLP up projection [MaxTokens, FfnDim]; shares wide B.</summary>
@@ -58,14 +52,10 @@ public sealed class ForwardWorkspace
         Gate = gated ? a : [];
         Q = b;
         Up = b;
-        Mlp = Normed;
-        bool parallelAttention = config.Architecture == ModelArchitecture.Falcon && config.ParallelAttention;
-        Projection = parallelAttention ? new float[maxTokens * config.Dim] : Normed;
     }
 
     /// <summary>Bytes held by the buffers (shared storage counted once).</summary>
-    public long Bytes => sizeof(float) * ((long)Hidden.Length + Normed.Length + Attention.Length + Up.Length +
-        (ReferenceEquals(Projection, Normed) ? 0 : Projection.Length));
+    public long Bytes => sizeof(float) * ((long)Hidden.Length + Normed.Length + Attention.Length + Up.Length);
 
     internal void CheckTokens(int tokens)
     {

@@ -89,7 +89,7 @@ public sealed class Model : IDisposable
                     ? r.Linear("output", config.VocabSize, config.Dim)
                     : new Linear(r.Matrix("token_embd.weight", config.VocabSize, config.Dim), null);
                 var decoderLayers = new DecoderLayer[config.Layers];
-                for (int l = 0; l < decoderLayers.Length; l++) decoderLayers[l] = DecoderLayer.Load(l, config, r, pool);
+                for (int l = 0; l < decoderLayers.Length; l++) decoderLayers[l] = DecoderLayer.Load(l, config, r, pool, options.GroupProjections);
                 return (head, decoderLayers);
             }
 
@@ -224,7 +224,7 @@ public sealed class Model : IDisposable
         {
             int n = Math.Min(ws.MaxTokens, rows - start);
             var normed = ws.Normed.AsSpan(0, n * dim);
-            _outputNorm.Apply(hiddenRows.Slice(start * dim, n * dim), normed, n);
+            _outputNorm.Apply(hiddenRows.Slice(start * dim, n * dim), normed, n, Pool);
             _lmHead.Forward(normed, n, logits.Slice(start * vocab, n * vocab), Pool);
         }
     }

@@ -20,10 +20,11 @@ internal sealed class NormWeights
 
     public long Bytes => sizeof(float) * ((long)_weight.Length + _bias.Length);
 
-    public void Apply(ReadOnlySpan<float> x, Span<float> output, int tokens)
+    /// <summary>Normalises <paramref name="tokens"/> rows, split over <paramref name="pool"/> when they are many (same result either way).</summary>
+    public void Apply(ReadOnlySpan<float> x, Span<float> output, int tokens, ComputePool pool)
     {
         int width = _weight.Length;
-        if (_layerNorm) Ops.LayerNorm(x, _weight, _bias, output, tokens, width, _eps);
-        else Ops.RmsNorm(x, _weight, output, tokens, width, _eps);
+        if (_layerNorm) Ops.LayerNorm(x, _weight, _bias, output, tokens, width, _eps, pool);
+        else Ops.RmsNorm(x, _weight, output, tokens, width, _eps, pool);
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Runahead.Formats;
 using Runahead.Numerics.Jit;
@@ -145,7 +146,10 @@ public sealed class LinearWeight
         FromStored(MemoryMarshal.AsBytes(w.AsSpan()), TensorType.F32, outFeatures, inFeatures);
 
     /// <summary>y[t, o] = sum_i x[t, i] * W[o, i] for t in [0, tokens).</summary>
-    public unsafe void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool)
+    public void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool) => Forward(x, tokens, y, pool, addToOutput: false);
+
+    /// <summary>y[t, o] (+)= sum_i x[t, i] * W[o, i]: with <paramref name="addToOutput"/> the product is added to y (a residual add inside the product).</summary>
+    public unsafe void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool, bool addToOutput)
     {
         ArgumentNullException.ThrowIfNull(pool);
         int n = OutFeatures, k = InFeatures;
@@ -160,7 +164,7 @@ public sealed class LinearWeight
             {
                 fixed (float* xp = x)
                 fixed (float* yp = y)
-                    PackedGemm.Run(xp, tokens, k, mappedStart + _mappedOffset, _panelType, n, yp, pool);
+                    PackedGemm.Run(xp, tokens, k, mappedStart + _mappedOffset, _panelType, n, yp, pool, addToOutput);
             }
             finally
             {
@@ -176,8 +180,118 @@ public sealed class LinearWeight
         fixed (ushort* u16 = _u16)
         {
             byte* panels = f32 != null ? (byte*)f32 : (byte*)u16;
-            PackedGemm.Run(xp, tokens, k, panels, _panelType, n, yp, pool);
+            PackedGemm.Run(xp, tokens, k, panels, _panelType, n, yp, pool, addToOutput);
         }
+    }
+
+    /// <summary>Whether <paramref name="a"/> and <paramref name="b"/> can share one product group (<see cref="ForwardGroup"/>).</summary>
+    internal static bool CanGroup(LinearWeight a, LinearWeight b) => a.InFeatures == b.InFeatures && a._panelType == b._panelType;
+
+    /// <summary>
+    /// y_i[t, o] = sum_j x[t, j] * W_i[o, j] for two or three weights over the same activations (Q/K/V, gate/up) as one
+    /// product group: one pool dispatch and, for BF16 pairs, one rounding of x instead of one per weight. Results equal
+    /// separate <see cref="Forward"/> calls bit for bit. <paramref name="w2"/> null: two weights.
+    /// </summary>
+    internal static unsafe void ForwardGroup(ReadOnlySpan<float> x, int tokens, LinearWeight w0, Span<float> y0,
+        LinearWeight w1, Span<float> y1, LinearWeight? w2, Span<float> y2, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(w0);
+        ArgumentNullException.ThrowIfNull(w1);
+        ArgumentNullException.ThrowIfNull(pool);
+        if (!CanGroup(w0, w1) || (w2 is not null && !CanGroup(w0, w2)))
+            throw new ArgumentException("grouped weights need the same input width and panel type");
+        int k = w0.InFeatures;
+        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
+        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
+        CheckOutput(y0, tokens, w0.OutFeatures, nameof(y0));
+        CheckOutput(y1, tokens, w1.OutFeatures, nameof(y1));
+        if (w2 is not null) CheckOutput(y2, tokens, w2.OutFeatures, nameof(y2));
+        byte* p0 = null, p1 = null, p2 = null;
+        try
+        {
+            p0 = w0.AcquirePanels();
+            p1 = w1.AcquirePanels();
+            if (w2 is not null) p2 = w2.AcquirePanels();
+            fixed (float* xp = x)
+            fixed (float* a = y0)
+            fixed (float* b = y1)
+            fixed (float* c = y2)
+            {
+                ReadOnlySpan<GemmOutput> outputs = [new(p0, w0.OutFeatures, a), new(p1, w1.OutFeatures, b), new(p2, w2?.OutFeatures ?? 0, c)];
+                PackedGemm.RunGroup(xp, tokens, k, w0._panelType, outputs[..(w2 is null ? 2 : 3)], pool);
+            }
+        }
+        finally
+        {
+            if (p2 != null) w2!.ReleasePanels();
+            if (p1 != null) w1.ReleasePanels();
+            if (p0 != null) w0.ReleasePanels();
+        }
+    }
+
+    /// <summary>Whether <see cref="ForwardSplit"/> can cut the outputs after <paramref name="n0"/> and <paramref name="n0"/> + <paramref name="n1"/> features (panel boundaries).</summary>
+    internal bool CanSplit(int n0, int n1) => n0 % NR == 0 && n1 % NR == 0 && n0 >= 0 && n1 >= 0 && (long)n0 + n1 <= OutFeatures;
+
+    /// <summary>
+    /// The product of a fused weight (Falcon's Q/K/V rows) written apart: features [0, n0) to <paramref name="y0"/>,
+    /// [n0, n0 + n1) to <paramref name="y1"/> and the rest to <paramref name="y2"/>, each with its own row stride, so
+    /// no fused buffer is copied apart. The cuts must be on panel boundaries (<see cref="CanSplit"/>).
+    /// </summary>
+    internal unsafe void ForwardSplit(ReadOnlySpan<float> x, int tokens, int n0, Span<float> y0, int n1, Span<float> y1, Span<float> y2, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        if (!CanSplit(n0, n1))
+            throw new ArgumentException($"cannot cut a weight of {OutFeatures} outputs at {n0} and {n0 + n1} (multiples of {NR} needed)");
+        int n2 = OutFeatures - n0 - n1, k = InFeatures;
+        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
+        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
+        CheckOutput(y0, tokens, n0, nameof(y0));
+        CheckOutput(y1, tokens, n1, nameof(y1));
+        CheckOutput(y2, tokens, n2, nameof(y2));
+        byte* panels = AcquirePanels();
+        try
+        {
+            fixed (float* xp = x)
+            fixed (float* a = y0)
+            fixed (float* b = y1)
+            fixed (float* c = y2)
+            {
+                ReadOnlySpan<GemmOutput> outputs =
+                [
+                    new(panels, n0, a),
+                    new(panels + PackedBytes(_panelType, n0, k), n1, b),
+                    new(panels + PackedBytes(_panelType, n0 + n1, k), n2, c),
+                ];
+                PackedGemm.RunGroup(xp, tokens, k, _panelType, outputs, pool);
+            }
+        }
+        finally
+        {
+            ReleasePanels();
+        }
+    }
+
+    private static void CheckOutput(Span<float> y, int tokens, int outFeatures, string name)
+    {
+        if (y.Length < (long)tokens * outFeatures) throw new ArgumentException($"{name} holds {y.Length} floats, {tokens}x{outFeatures} needed", name);
+    }
+
+    /// <summary>
+    /// The panels' address until <see cref="ReleasePanels"/>: a mapped weight holds its mapping's pages in place; private
+    /// panels are on the pinned heap, and the caller's reference to this weight keeps them alive.
+    /// </summary>
+    private unsafe byte* AcquirePanels()
+    {
+        if (_mapped is not null) return _mapped.Acquire() + _mappedOffset;
+        return _f32 is not null
+            ? (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_f32))
+            : (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_u16!));
+    }
+
+    private void ReleasePanels()
+    {
+        _mapped?.Release();
+        GC.KeepAlive(this);
     }
 
     private static bool HasInfOrNaN(ushort[] halves)

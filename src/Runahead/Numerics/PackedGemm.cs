@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -52,12 +53,21 @@ internal sealed unsafe class PackedGemm : IParallelWork
     [ThreadStatic] private static PackedGemm? t_work;
     [ThreadStatic] private static Scratch? t_scratch;
 
+    /// <summary>Most weights one <see cref="RunGroup"/> call multiplies (Q, K and V).</summary>
+    public const int MaxOutputs = 3;
+
     private float* _x;
-    private float* _y;
-    private byte* _panels;
     private PanelType _type;
-    private int _m, _n, _k, _mc, _mBlocks, _nc, _panelsPerItem;
-    private bool _small, _chunkFastest;
+    private int _m, _k, _mc, _mBlocks, _nc, _panelsPerItem;
+    private bool _small, _chunkFastest, _addToOutput;
+    // The outputs of the current call: panels, width and result rows of each weight, and the first work unit (an N chunk
+    // of the blocked path, a run of panels of the small path) of each, so that one item list covers all of them.
+    private readonly nint[] _outPanels = new nint[MaxOutputs];
+    private readonly nint[] _outY = new nint[MaxOutputs];
+    private readonly nint[] _outYStart = new nint[MaxOutputs];
+    private readonly int[] _outN = new int[MaxOutputs];
+    private readonly int[] _outFirst = new int[MaxOutputs + 1];
+    private int _outputs;
     // BF16 pairs path: activations rounded once per pass into a shared buffer (slice-major micro-panels).
     private uint[]? _pairsBuffer;
     private uint* _packedA;
@@ -65,68 +75,117 @@ internal sealed unsafe class PackedGemm : IParallelWork
     private bool _packPhase, _pairsPrepacked;
 
     /// <summary>Runs the product on <paramref name="pool"/>; panels must stay pinned for the duration.</summary>
-    public static void Run(float* x, int m, int k, byte* panels, PanelType type, int n, float* y, ComputePool pool)
+    /// <param name="addToOutput">Y += X W^T instead of Y = X W^T (a residual add folded into the product).</param>
+    public static void Run(float* x, int m, int k, byte* panels, PanelType type, int n, float* y, ComputePool pool, bool addToOutput = false)
     {
-        if (m == 0 || n == 0) return;
+        ReadOnlySpan<GemmOutput> one = [new GemmOutput(panels, n, y)];
+        RunGroup(x, m, k, type, one, pool, addToOutput);
+    }
+
+    /// <summary>
+    /// Y_i[M, N_i] = X[M, K] W_i^T for up to <see cref="MaxOutputs"/> weights of the same panel type and K (Q/K/V,
+    /// gate/up): one dispatch, and on the BF16 pairs path one rounding of the activations, for all of them. Each result
+    /// goes to its own rows (no fused buffer to copy apart). Panels must stay pinned for the duration.
+    /// </summary>
+    public static void RunGroup(float* x, int m, int k, PanelType type, ReadOnlySpan<GemmOutput> outputs, ComputePool pool, bool addToOutput = false)
+    {
+        if (outputs.Length is 0 or > MaxOutputs)
+            throw new ArgumentOutOfRangeException(nameof(outputs), $"a product group has 1 to {MaxOutputs} weights, got {outputs.Length}");
+        long totalN = 0;
+        foreach (var output in outputs)
+        {
+            if (output.N < 0) throw new ArgumentOutOfRangeException(nameof(outputs), $"output width {output.N} is negative");
+            totalN += output.N;
+        }
+        if (m == 0 || totalN == 0) return;
         if (k == 0)
         {
-            new Span<float>(y, checked(m * n)).Clear();
+            if (addToOutput) return;
+            foreach (var output in outputs) new Span<float>(output.Y, checked(m * output.N)).Clear();
             return;
         }
         var work = t_work ??= new PackedGemm();
-        work._x = x; work._y = y; work._panels = panels; work._type = type;
-        work._m = m; work._n = n; work._k = k;
-        int panelCount = (n + NR - 1) / NR;
-        int items;
-        if (m <= SmallM)
+        work._x = x; work._type = type; work._addToOutput = addToOutput;
+        work._m = m; work._k = k;
+        work._outputs = outputs.Length;
+        for (int o = 0; o < outputs.Length; o++)
         {
-            work._small = true;
-            // Several items per thread so a slow (shared) core does not hold up the others.
-            int wanted = Math.Max(1, 8 * pool.Threads);
-            work._panelsPerItem = Math.Max(1, (panelCount + wanted - 1) / wanted);
-            items = (panelCount + work._panelsPerItem - 1) / work._panelsPerItem;
-        }
-        else
-        {
-            work._small = false;
-            work._mc = pool.Threads == 1 ? SingleThreadMC : MaxMC;
-            work._chunkFastest = pool.Threads > 1;
-            work._pairsPrepacked = type == PanelType.BF16Pairs && Bf16Dot.KernelAvailable && !Bf16Dot.ForceWidening;
-            if (work._pairsPrepacked)
-            {
-                try
-                {
-                    work.RunPairsPrepacked(pool);
-                }
-                finally
-                {
-                    work._x = work._y = null;
-                    work._panels = null;
-                }
-                return;
-            }
-            items = work.ConfigureBlocks(m, pool.Threads);
+            work._outPanels[o] = (nint)outputs[o].Panels;
+            work._outN[o] = outputs[o].N;
+            work._outY[o] = work._outYStart[o] = (nint)outputs[o].Y;
         }
         try
         {
+            int items;
+            if (m <= SmallM)
+            {
+                work._small = true;
+                // Several items per thread so a slow (shared) core does not hold up the others.
+                int wanted = Math.Max(1, 8 * pool.Threads);
+                work._panelsPerItem = Math.Max(1, (work.TotalPanels() + wanted - 1) / wanted);
+                items = work.SetUnits(work._panelsPerItem);
+            }
+            else
+            {
+                work._small = false;
+                work._mc = pool.Threads == 1 ? SingleThreadMC : MaxMC;
+                work._chunkFastest = pool.Threads > 1;
+                work._pairsPrepacked = type == PanelType.BF16Pairs && Bf16Dot.KernelAvailable && !Bf16Dot.ForceWidening;
+                if (work._pairsPrepacked)
+                {
+                    work.RunPairsPrepacked(pool);
+                    return;
+                }
+                items = work.ConfigureBlocks(m, pool.Threads);
+            }
             pool.For(items, work);
         }
         finally
         {
-            work._x = work._y = null;
-            work._panels = null;
+            work._x = null;
+            work._outPanels.AsSpan().Clear();
+            work._outY.AsSpan().Clear();
+            work._outYStart.AsSpan().Clear();
+            work._outputs = 0;
         }
+    }
+
+    private int TotalPanels()
+    {
+        int panels = 0;
+        for (int o = 0; o < _outputs; o++) panels += (_outN[o] + NR - 1) / NR;
+        return panels;
+    }
+
+    /// <summary>Splits each output's panels into units of <paramref name="panelsPerUnit"/>; returns the unit count of all outputs.</summary>
+    private int SetUnits(int panelsPerUnit)
+    {
+        _outFirst[0] = 0;
+        for (int o = 0; o < _outputs; o++)
+        {
+            int panels = (_outN[o] + NR - 1) / NR;
+            _outFirst[o + 1] = _outFirst[o] + (panels + panelsPerUnit - 1) / panelsPerUnit;
+        }
+        return _outFirst[_outputs];
+    }
+
+    /// <summary>The output a unit (N chunk or run of panels) belongs to, and the unit's index within it.</summary>
+    private int OutputOf(int unit, out int local)
+    {
+        int o = 0;
+        while (unit >= _outFirst[o + 1]) o++;
+        local = unit - _outFirst[o];
+        return o;
     }
 
     /// <summary>Sets the M blocks and N chunks of the blocked path for <paramref name="m"/> rows; returns the item count.</summary>
     private int ConfigureBlocks(int m, int threads)
     {
-        int panelCount = (_n + NR - 1) / NR;
         _mBlocks = (m + _mc - 1) / _mc;
         int chunksWanted = Math.Max(1, (4 * threads + _mBlocks - 1) / _mBlocks);
-        int ncPanels = Math.Clamp((panelCount + chunksWanted - 1) / chunksWanted, 1, MaxNC / NR);
+        int ncPanels = Math.Clamp((TotalPanels() + chunksWanted - 1) / chunksWanted, 1, MaxNC / NR);
         _nc = ncPanels * NR;
-        return _mBlocks * ((panelCount + ncPanels - 1) / ncPanels);
+        return _mBlocks * SetUnits(ncPanels);
     }
 
     /// <summary>
@@ -140,7 +199,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     {
         // Whole 14-row micro-panels per block: 128 or 256 rows would leave a mostly empty edge tile in every block.
         _mc = _mc / Bf16PairsKernels.MR * Bf16PairsKernels.MR;
-        float* x = _x, y = _y;
+        float* x = _x;
         int m = _m;
         _slices = (_k + PairsKC - 1) / PairsKC;
         _slicePanelLength = Bf16PairsKernels.MicroPanelLength(Math.Min(PairsKC, _k + 1) / 2);
@@ -151,7 +210,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         {
             int rows = Math.Min(passRows, m - m0);
             _x = x + (nint)m0 * _k;
-            _y = y + (nint)m0 * _n;
+            for (int o = 0; o < _outputs; o++) _outY[o] = _outYStart[o] + (nint)m0 * _outN[o] * sizeof(float);
             _m = rows;
             _mPanels = (rows + Bf16PairsKernels.MR - 1) / Bf16PairsKernels.MR;
             _packedA = PairsBuffer((long)_slices * _mPanels * _slicePanelLength);
@@ -218,38 +277,54 @@ internal sealed unsafe class PackedGemm : IParallelWork
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunSmall<T>(int item, Scratch s) where T : struct, IPanelElement
     {
-        int p0 = item * _panelsPerItem;
-        int p1 = Math.Min(p0 + _panelsPerItem, (_n + NR - 1) / NR);
+        int o = SmallItem(item, out int p0, out int p1);
+        byte* panels = (byte*)_outPanels[o];
+        int n = _outN[o];
+        float* y = (float*)_outY[o];
         nint panelBytes = (nint)_k * NR * T.Size;
         for (int p = p0; p < p1; p++)
         {
-            int nValid = Math.Min(NR, _n - p * NR);
-            byte* panel = _panels + p * panelBytes;
-            if (nValid == NR)
+            int nValid = Math.Min(NR, n - p * NR);
+            byte* panel = panels + p * panelBytes;
+            if (nValid == NR && !_addToOutput)
             {
-                GemmMicroKernels.RowsKernel<T>(_x, _k, _m, panel, _k, _y + p * NR, _n);
+                GemmMicroKernels.RowsKernel<T>(_x, _k, _m, panel, _k, y + p * NR, n);
                 continue;
             }
             GemmMicroKernels.RowsKernel<T>(_x, _k, _m, panel, _k, s.Tile, NR);
-            for (int r = 0; r < _m; r++)
-                new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(_y + (nint)r * _n + p * NR, nValid));
+            StoreSmallTile(s.Tile, nValid, y + p * NR, n);
+        }
+    }
+
+    /// <summary>Copies (or adds, for <see cref="_addToOutput"/>) the valid columns of a small-path tile into the output rows.</summary>
+    private void StoreSmallTile(float* tile, int nValid, float* y, int ldy)
+    {
+        for (int r = 0; r < _m; r++)
+        {
+            var src = new ReadOnlySpan<float>(tile + r * NR, nValid);
+            var dst = new Span<float>(y + (nint)r * ldy, nValid);
+            if (_addToOutput) TensorPrimitives.Add(dst, src, dst);
+            else src.CopyTo(dst);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunBlocked<T>(int item, Scratch s) where T : struct, IPanelElement
     {
-        var (m0, mc, n0, nEnd) = ItemTile(item);
+        var (o, m0, mc, n0, nEnd) = ItemTile(item);
+        byte* panels = (byte*)_outPanels[o];
+        int n = _outN[o];
+        float* y = (float*)_outY[o];
         bool v512 = GemmMicroKernels.UseVector512;
         nint panelBytes = (nint)_k * NR * T.Size;
         for (int k0 = 0; k0 < _k; k0 += KC)
         {
             int kc = Math.Min(KC, _k - k0);
-            bool accumulate = k0 > 0;
+            bool accumulate = k0 > 0 || _addToOutput;
             PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, s.A);
             for (int nb = n0; nb < nEnd; nb += NR)
             {
-                byte* stored = _panels + (nb / NR) * panelBytes + (nint)k0 * NR * T.Size;
+                byte* stored = panels + (nb / NR) * panelBytes + (nint)k0 * NR * T.Size;
                 float* b;
                 if (typeof(T) == typeof(F32Element))
                 {
@@ -260,26 +335,26 @@ internal sealed unsafe class PackedGemm : IParallelWork
                     GemmMicroKernels.WidenPanel<T>(stored, kc, s.B);
                     b = s.B;
                 }
-                int nValid = Math.Min(NR, _n - nb);
+                int nValid = Math.Min(NR, n - nb);
                 for (int r0 = 0; r0 < mc; r0 += MR)
                 {
                     int rows = Math.Min(MR, mc - r0);
                     float* a = s.A + (nint)r0 * kc;
-                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    float* c = y + (nint)(m0 + r0) * n + nb;
                     if (rows == MR && nValid == NR)
                     {
-                        if (v512) GemmMicroKernels.Kernel8x32(a, b, kc, c, _n, accumulate);
-                        else GemmMicroKernels.Kernel8x32V256(a, b, kc, c, _n, accumulate);
+                        if (v512) GemmMicroKernels.Kernel8x32(a, b, kc, c, n, accumulate);
+                        else GemmMicroKernels.Kernel8x32V256(a, b, kc, c, n, accumulate);
                         continue;
                     }
                     // Edge tile: compute the full 8x32 into scratch and copy the valid part.
                     if (accumulate)
                         for (int r = 0; r < rows; r++)
-                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                            new Span<float>(c + (nint)r * n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
                     if (v512) GemmMicroKernels.Kernel8x32(a, b, kc, s.Tile, NR, accumulate);
                     else GemmMicroKernels.Kernel8x32V256(a, b, kc, s.Tile, NR, accumulate);
                     for (int r = 0; r < rows; r++)
-                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * n, nValid));
                 }
             }
         }
@@ -296,21 +371,22 @@ internal sealed unsafe class PackedGemm : IParallelWork
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunSmallPairs(int item, Scratch s)
     {
-        int p0 = item * _panelsPerItem;
-        int p1 = Math.Min(p0 + _panelsPerItem, (_n + NR - 1) / NR);
+        int o = SmallItem(item, out int p0, out int p1);
+        byte* panels = (byte*)_outPanels[o];
+        int n = _outN[o];
+        float* y = (float*)_outY[o];
         nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
         for (int p = p0; p < p1; p++)
         {
-            int nValid = Math.Min(NR, _n - p * NR);
-            var panel = (uint*)(_panels + p * panelBytes);
-            if (nValid == NR)
+            int nValid = Math.Min(NR, n - p * NR);
+            var panel = (uint*)(panels + p * panelBytes);
+            if (nValid == NR && !_addToOutput)
             {
-                Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, _y + p * NR, _n);
+                Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, y + p * NR, n);
                 continue;
             }
             Bf16PairsKernels.RowsKernel(_x, _k, _m, panel, _k, s.Tile, NR);
-            for (int r = 0; r < _m; r++)
-                new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(_y + (nint)r * _n + p * NR, nValid));
+            StoreSmallTile(s.Tile, nValid, y + p * NR, n);
         }
     }
 
@@ -323,25 +399,28 @@ internal sealed unsafe class PackedGemm : IParallelWork
     private void RunBlockedPairs(int item, Scratch s)
     {
         const int mr = Bf16PairsKernels.MR;
-        var (m0, mc, n0, nEnd) = ItemTile(item);
+        var (o, m0, mc, n0, nEnd) = ItemTile(item);
+        byte* panels = (byte*)_outPanels[o];
+        int n = _outN[o];
+        float* y = (float*)_outY[o];
         nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
-        nint ldcBytes = (nint)_n * 4;
+        nint ldcBytes = (nint)n * 4;
         for (int slice = 0; slice < _slices; slice++)
         {
             int k0 = slice * PairsKC;
             int pairs = Bf16PairsKernels.PairCount(Math.Min(PairsKC, _k - k0));
             int panelLength = Bf16PairsKernels.MicroPanelLength(pairs);
-            bool accumulate = slice > 0;
+            bool accumulate = slice > 0 || _addToOutput;
             uint* aBlock = PackedPairs(slice, m0 / mr, panelLength);
             for (int nb = n0; nb < nEnd; nb += NR)
             {
-                var b = (uint*)(_panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4);
-                int nValid = Math.Min(NR, _n - nb);
+                var b = (uint*)(panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4);
+                int nValid = Math.Min(NR, n - nb);
                 for (int r0 = 0; r0 < mc; r0 += mr)
                 {
                     int rows = Math.Min(mr, mc - r0);
                     uint* a = aBlock + (nint)(r0 / mr) * panelLength;
-                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    float* c = y + (nint)(m0 + r0) * n + nb;
                     if (rows == mr && nValid == NR)
                     {
                         Bf16Dot.Kernel(a, b, pairs, c, ldcBytes, accumulate);
@@ -349,10 +428,10 @@ internal sealed unsafe class PackedGemm : IParallelWork
                     }
                     if (accumulate)
                         for (int r = 0; r < rows; r++)
-                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                            new Span<float>(c + (nint)r * n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
                     Bf16Dot.Kernel(a, b, pairs, s.Tile, NR * 4, accumulate);
                     for (int r = 0; r < rows; r++)
-                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * n, nValid));
                 }
             }
         }
@@ -361,27 +440,30 @@ internal sealed unsafe class PackedGemm : IParallelWork
     /// <summary>Pairs panels without the generated kernel (not expected: they are only packed when it exists): widen and use the F32 kernels.</summary>
     private void RunBlockedPairsWidened(int item, Scratch s)
     {
-        var (m0, mc, n0, nEnd) = ItemTile(item);
+        var (o, m0, mc, n0, nEnd) = ItemTile(item);
+        byte* panels = (byte*)_outPanels[o];
+        int n = _outN[o];
+        float* y = (float*)_outY[o];
         nint panelBytes = (nint)Bf16PairsKernels.PanelLength(_k) * 2;
         for (int k0 = 0; k0 < _k; k0 += KC)
         {
             int kc = Math.Min(KC, _k - k0);
-            bool accumulate = k0 > 0;
+            bool accumulate = k0 > 0 || _addToOutput;
             PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, s.A);
             for (int nb = n0; nb < nEnd; nb += NR)
             {
-                Bf16PairsKernels.WidenPanel((uint*)(_panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4), kc, s.B);
-                int nValid = Math.Min(NR, _n - nb);
+                Bf16PairsKernels.WidenPanel((uint*)(panels + (nb / NR) * panelBytes + (nint)(k0 / 2) * NR * 4), kc, s.B);
+                int nValid = Math.Min(NR, n - nb);
                 for (int r0 = 0; r0 < mc; r0 += MR)
                 {
                     int rows = Math.Min(MR, mc - r0);
-                    float* c = _y + (nint)(m0 + r0) * _n + nb;
+                    float* c = y + (nint)(m0 + r0) * n + nb;
                     if (accumulate)
                         for (int r = 0; r < rows; r++)
-                            new Span<float>(c + (nint)r * _n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
+                            new Span<float>(c + (nint)r * n, nValid).CopyTo(new Span<float>(s.Tile + r * NR, nValid));
                     GemmMicroKernels.Kernel8x32V256(s.A + (nint)r0 * kc, s.B, kc, s.Tile, NR, accumulate);
                     for (int r = 0; r < rows; r++)
-                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * _n, nValid));
+                        new Span<float>(s.Tile + r * NR, nValid).CopyTo(new Span<float>(c + (nint)r * n, nValid));
                 }
             }
         }
@@ -393,13 +475,23 @@ internal sealed unsafe class PackedGemm : IParallelWork
     /// threads: consecutive items share an M block and take different chunks, which measured 94 % of OpenBLAS's
     /// two-thread speed against 86 % for the other order (quiet machine, MC 128).
     /// </summary>
-    private (int M0, int Mc, int N0, int NEnd) ItemTile(int item)
+    private (int Output, int M0, int Mc, int N0, int NEnd) ItemTile(int item)
     {
-        int nChunks = (_n + _nc - 1) / _nc;
+        int nChunks = _outFirst[_outputs];
         int mb = _chunkFastest ? item / nChunks : item % _mBlocks;
         int chunk = _chunkFastest ? item % nChunks : item / _mBlocks;
-        int m0 = mb * _mc, n0 = chunk * _nc;
-        return (m0, Math.Min(_mc, _m - m0), n0, Math.Min(_n, n0 + _nc));
+        int o = OutputOf(chunk, out int local);
+        int m0 = mb * _mc, n0 = local * _nc;
+        return (o, m0, Math.Min(_mc, _m - m0), n0, Math.Min(_outN[o], n0 + _nc));
+    }
+
+    /// <summary>The output and the panel range [p0, p1) of a small-path item.</summary>
+    private int SmallItem(int item, out int p0, out int p1)
+    {
+        int o = OutputOf(item, out int local);
+        p0 = local * _panelsPerItem;
+        p1 = Math.Min(p0 + _panelsPerItem, (_outN[o] + NR - 1) / NR);
+        return o;
     }
 
     /// <summary>Packs rows [0, mc) x columns [0, kc) of x (row stride ldx) into MR-row micro-panels, zero-padding rows.</summary>

@@ -38,10 +38,11 @@ public sealed class MemoryAccountingTests : IDisposable
             // Object and array headers are the only difference.
             Assert.InRange(allocated - ws.Bytes, 0, 512);
 
-            // Shared storage: four arrays of [tokens, width] (five with Falcon's parallel attention).
+            // Shared storage: four arrays of [tokens, width] (the products add the attention projection and the MLP
+            // output to the hidden rows, so Falcon's parallel attention needs no fifth).
             int wideA = Math.Max(config.QDim, Math.Max(fused ? config.QDim + 2 * config.KvDim : 0, gated ? config.FfnDim : 0));
             int wideB = Math.Max(config.QDim, config.FfnDim);
-            long expected = 4L * tokens * (2 * config.Dim + wideA + wideB + (parallelAttention ? config.Dim : 0));
+            long expected = 4L * tokens * (2 * config.Dim + wideA + wideB);
             Assert.Equal(expected, ws.Bytes);
             GC.KeepAlive(ws);
         }
