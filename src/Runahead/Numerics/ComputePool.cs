@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 
@@ -139,6 +140,7 @@ public sealed class ComputePool : IDisposable
     }
 
     /// <summary>Claims and runs items of job <paramref name="generation"/> until none are left or a newer job began.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Drain(int generation, IParallelWork work, int count, int worker)
     {
         while (true)
@@ -189,6 +191,7 @@ public sealed class ComputePool : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WorkerLoop(int worker)
     {
         int seen = 0;

@@ -115,6 +115,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int item, int worker)
     {
         if (_packing) Pack(item);
@@ -265,6 +266,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
     }
 
     /// <summary>The item's query rows, scaled by log2(e)/sqrt(d), rounded to bf16 pairs in the kernel's A layout; padding rows and pairs zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void PackQueries(Scratch s, int rows, int rowsPadded, int qGroups, int qPanel)
     {
         int d = _headDim;

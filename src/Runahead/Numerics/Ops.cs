@@ -15,6 +15,7 @@ public static class Ops
     private const int V = 16;
 
     /// <summary>out[t] = x[t] / rms(x[t]) * weight.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> output, int tokens, int width, float eps)
     {
         CheckRows(x.Length, output.Length, tokens, width);
@@ -47,6 +48,7 @@ public static class Ops
     }
 
     /// <summary>out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias (bias may be empty).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> output, int tokens, int width, float eps)
     {
         CheckRows(x.Length, output.Length, tokens, width);
@@ -88,6 +90,7 @@ public static class Ops
     }
 
     /// <summary>o[i] = x[i] * scale * w[i] (the reference's rounding order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaleMultiply(ReadOnlySpan<float> x, float scale, ReadOnlySpan<float> w, Span<float> o)
     {
         int i = 0;
@@ -105,6 +108,7 @@ public static class Ops
     /// Rotates heads of x ([tokens, heads * headDim]) in place; token t is at global position startPos + t.
     /// cos/sin come from a per-(theta, headDim) table computed once in double precision.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rope(Span<float> x, int tokens, int heads, int headDim, int startPos, float theta, RopeStyle style)
     {
         if (headDim < 2 || headDim % 2 != 0) throw new ArgumentException($"RoPE needs an even head size, got {headDim}", nameof(headDim));
@@ -153,6 +157,7 @@ public static class Ops
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RotateHalves(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
         int half = cos.Length;
@@ -179,6 +184,7 @@ public static class Ops
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RotatePairs(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
         int half = cos.Length;
@@ -208,6 +214,7 @@ public static class Ops
     }
 
     /// <summary>gate[i] = silu(gate[i]) * up[i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         if (up.Length < gate.Length) throw new ArgumentException($"up holds {up.Length} floats, {gate.Length} needed", nameof(up));
@@ -264,6 +271,7 @@ public static class Ops
     }
 
     /// <summary>x[i] = silu(x[i]) = x / (1 + e^-x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Silu(Span<float> x)
     {
         int i = 0;
@@ -280,6 +288,7 @@ public static class Ops
     }
 
     /// <summary>Exact GELU (erf form), as Hugging Face's "gelu": 0.5 x erfc(-x / sqrt 2), accurate to ~1e-7 relative.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gelu(Span<float> x)
     {
         int i = 0;
@@ -327,6 +336,7 @@ public static class Ops
     public static double Erf(double x) => OpsReference.Erf(x);
 
     /// <summary>In-place softmax; an all -inf input gives NaN, as the definition does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(Span<float> x)
     {
         if (x.IsEmpty) return;

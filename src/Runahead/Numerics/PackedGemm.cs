@@ -244,6 +244,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     private uint* PackedPairs(int slice, int microPanel, int panelLength) =>
         _packedA + (nint)slice * _mPanels * _slicePanelLength + (nint)microPanel * panelLength;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void PackPairsItem(int item)
     {
         int mb = item / _slices, slice = item % _slices;
@@ -253,6 +254,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         Bf16PairsKernels.PackActivations(_x + (nint)m0 * _k + k0, _k, mc, kc, PackedPairs(slice, m0 / Bf16PairsKernels.MR, panelLength));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int item, int worker)
     {
         switch (_type)
@@ -267,6 +269,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunItem<T>(int item) where T : struct, IPanelElement
     {
         var s = t_scratch ??= new Scratch();
@@ -297,6 +300,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
     }
 
     /// <summary>Copies (or adds, for <see cref="_addToOutput"/>) the valid columns of a small-path tile into the output rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void StoreSmallTile(float* tile, int nValid, float* y, int ldy)
     {
         for (int r = 0; r < _m; r++)
@@ -360,6 +364,7 @@ internal sealed unsafe class PackedGemm : IParallelWork
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunPairsItem(int item)
     {
         var s = t_scratch ??= new Scratch();

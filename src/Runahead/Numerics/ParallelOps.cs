@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using Runahead.Models;
 
@@ -79,6 +80,7 @@ internal sealed unsafe class ParallelOps : IParallelWork
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int item, int worker)
     {
         int r0 = item * _rowsPerItem, n = Math.Min(_rowsPerItem, _rows - r0);

@@ -51,6 +51,7 @@ internal static unsafe class TileTranspose
     }
 
     /// <summary>The plain definition, for tests and for CPUs without AVX-512.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void TransposeScalar(uint* src, int srcStride, uint* dst, int dstStride, int columns)
     {
         for (int c = 0; c < columns; c++)

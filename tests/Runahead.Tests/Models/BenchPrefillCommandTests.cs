@@ -60,7 +60,11 @@ public class BenchPrefillCommandTests
         Assert.True(rc == 0, stderr.ToString());
         using var doc = JsonDocument.Parse(stdout.ToString());
         var moments = doc.RootElement.GetProperty("memory_detail").EnumerateArray().ToList();
-        Assert.Equal(["start", "loaded", "warm-up prefill", "prefill 1", "prefill 2"], moments.Select(m => m.GetProperty("moment").GetString()));
+        // One warm-up run, more (at most 4) while the process's JIT still compiles: in a test process other tests compile too.
+        int warmups = doc.RootElement.GetProperty("warmup_runs").GetInt32();
+        Assert.InRange(warmups, 1, 4);
+        Assert.Equal(["start", "loaded", .. Enumerable.Repeat("warm-up prefill", warmups), "prefill 1", "prefill 2"],
+            moments.Select(m => m.GetProperty("moment").GetString()));
         if (OperatingSystem.IsLinux())
         {
             foreach (var m in moments)
