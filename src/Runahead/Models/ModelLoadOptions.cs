@@ -41,9 +41,22 @@ public sealed record ModelLoadOptions
     /// <summary>
     /// Runs separately stored Q/K/V and gate/up weights as product groups (one pool dispatch and one activation packing
     /// per group), and lets a fused Q/K/V weight (Falcon) write q, k and v apart where they start on panel boundaries
-    /// (no copy); the results are bit-identical. On by default; RUNAHEAD_GROUP_PROJECTIONS=0 turns it off, for measuring.
+    /// (no copy); the results are bit-identical. On by default; RUNAHEAD_GROUP_PROJECTIONS=0 turns it off, for measuring
+    /// (the CLI refuses values it does not understand; here they leave the default).
     /// </summary>
-    public bool GroupProjections { get; init; } = Environment.GetEnvironmentVariable("RUNAHEAD_GROUP_PROJECTIONS") != "0";
+    public bool GroupProjections { get; init; } = GroupProjectionsDefault();
+
+    private static bool GroupProjectionsDefault()
+    {
+        try
+        {
+            return EnvironmentSettings.GroupProjections();
+        }
+        catch (RunaheadException)
+        {
+            return true;
+        }
+    }
 
     /// <summary>How long a load waits for another process building the same cache before packing privately.</summary>
     public TimeSpan SharedWeightsLockTimeout { get; init; } = TimeSpan.FromMinutes(10);
