@@ -22,24 +22,28 @@ public class EnvironmentSettingsTests
     }
 
     [Fact]
-    public void MistypedGroupProjectionsStopsTheCliWithOneLine()
+    public void MistypedGroupProjectionsStopsTheCliWithOneLine() =>
+        // Loads elsewhere in this process that see the bad value keep the default (grouped), which changes no result.
+        AssertCliStopsOnTypo(EnvironmentSettings.GroupProjectionsVariable, "nope",
+            $"runahead: {EnvironmentSettings.GroupProjectionsVariable}: expected 0, off, false, 1, on or true (or unset), got 'nope'");
+
+    /// <summary>With <paramref name="variable"/> set to <paramref name="value"/>, a CLI command fails with exactly <paramref name="expectedError"/>.</summary>
+    internal static void AssertCliStopsOnTypo(string variable, string value, string expectedError)
     {
-        string? saved = Environment.GetEnvironmentVariable(EnvironmentSettings.GroupProjectionsVariable);
+        string? saved = Environment.GetEnvironmentVariable(variable);
         try
         {
-            // Loads elsewhere in this process that see the bad value keep the default (grouped), which changes no result.
-            Environment.SetEnvironmentVariable(EnvironmentSettings.GroupProjectionsVariable, "nope");
+            Environment.SetEnvironmentVariable(variable, value);
             var stdout = new StringWriter();
             var stderr = new StringWriter();
             int rc = Runahead.Cli.Program.Run(["bench", "gemm", "--m", "4", "--n", "32", "--k", "32", "--repeats", "1"], stdout, stderr);
             Assert.Equal(1, rc);
-            Assert.Equal($"runahead: {EnvironmentSettings.GroupProjectionsVariable}: expected 0, off, false, 1, on or true (or unset), got 'nope'",
-                stderr.ToString().Trim());
+            Assert.Equal(expectedError, stderr.ToString().Trim());
             Assert.Equal("", stdout.ToString());
         }
         finally
         {
-            Environment.SetEnvironmentVariable(EnvironmentSettings.GroupProjectionsVariable, saved);
+            Environment.SetEnvironmentVariable(variable, saved);
         }
     }
 }

@@ -332,14 +332,11 @@ internal sealed unsafe class FlashAttention : IParallelWork
     }
 
     /// <summary>
-    /// Per-thread buffers, grown on demand and kept (pool threads are persistent), carved from one pinned block per
-    /// thread with every part on its own cache lines. Separate small pinned arrays are allocated from the shared pinned
-    /// heap next to each other, so two threads' running max / sum / key-row pointers, written at every key tile, shared
-    /// cache lines: two threads ran attention at only 1.2-1.6x one thread (two one-thread processes: 2x).
+    /// Per-thread buffers, grown on demand and kept (pool threads are persistent), in one <see cref="CacheLineBlock"/>
+    /// per thread: the running max / sum / key-row pointers are written at every key tile.
     /// </summary>
     private sealed class Scratch
     {
-        private const int Line = 64;
         private byte[] _block = [];
         private int _rowsPadded = -1, _d = -1, _dPadded = -1;
 
@@ -361,17 +358,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
                 4L * _d * r, 4L * KeyTile * r, 4L * r * dp, 4L * r, 4L * r, 4L * r, 4L * r, 4L * KeyTile * dp, 4L * dp,
                 4L * r, (long)sizeof(nint) * KeyTile, (long)sizeof(nint) * KeyTile, 8L * r,
             ];
-            long total = 2 * Line; // a guard line before and after: nobody else's data on our first and last lines
-            foreach (long n in bytes) total += (n + Line - 1) / Line * Line;
-            _block = GC.AllocateArray<byte>(checked((int)total + Line), pinned: true);
-            byte* p = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_block));
-            p = (byte*)(((nint)p + Line - 1) & ~(nint)(Line - 1)) + Line;
-            var parts = new byte*[bytes.Length];
-            for (int i = 0; i < bytes.Length; i++)
-            {
-                parts[i] = p;
-                p += (bytes[i] + Line - 1) / Line * Line;
-            }
+            var parts = CacheLineBlock.Carve(bytes, out _block);
             Qt = (float*)parts[0]; St = (float*)parts[1]; O = (float*)parts[2]; M = (float*)parts[3]; L = (float*)parts[4];
             Alpha = (float*)parts[5]; TileMax = (float*)parts[6]; PaddedV = (float*)parts[7]; Zero = (float*)parts[8];
             Limit = (int*)parts[9]; KeyRows = (float**)parts[10]; ValueRows = (float**)parts[11];

@@ -419,7 +419,6 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
     /// <summary>Per-thread buffers (pool threads are persistent), one pinned block with every part on its own cache lines.</summary>
     private sealed class Scratch
     {
-        private const int Line = 64;
         private byte[] _block = [];
         private int _rowsPadded = -1, _qPanel = -1, _dPadded = -1;
 
@@ -448,17 +447,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
             [
                 4L * r / MR * _qPanel, 4L * MR * PairGroup, 4L * MR * KeyBlock, 4L * r * _dPadded, 4L * r, 4L * r * V, 4L * r, 8L * r,
             ];
-            long total = 2 * Line; // guard lines: no other thread's data on our first and last lines
-            foreach (long n in bytes) total += (n + Line - 1) / Line * Line;
-            _block = GC.AllocateArray<byte>(checked((int)total + Line), pinned: true);
-            byte* p = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_block));
-            p = (byte*)(((nint)p + Line - 1) & ~(nint)(Line - 1)) + Line;
-            var parts = new byte*[bytes.Length];
-            for (int i = 0; i < bytes.Length; i++)
-            {
-                parts[i] = p;
-                p += (bytes[i] + Line - 1) / Line * Line;
-            }
+            var parts = CacheLineBlock.Carve(bytes, out _block);
             Qa = (uint*)parts[0]; P = (uint*)parts[1]; S = (float*)parts[2]; O = (float*)parts[3];
             M = (float*)parts[4]; L = (float*)parts[5]; Limit = (int*)parts[6]; RowOffset = (long*)parts[7];
         }

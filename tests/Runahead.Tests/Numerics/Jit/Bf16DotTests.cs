@@ -279,22 +279,8 @@ public class Bf16FallbackTests
     public void MistypedSwitchStopsTheCliWithOneLine()
     {
         _ = Bf16Dot.Enabled; // decide first: the lazily made decision must not see the bad value below
-        string? saved = Environment.GetEnvironmentVariable(Bf16Dot.EnvironmentVariable);
-        try
-        {
-            Environment.SetEnvironmentVariable(Bf16Dot.EnvironmentVariable, "maybe");
-            var stdout = new StringWriter();
-            var stderr = new StringWriter();
-            int rc = Runahead.Cli.Program.Run(["bench", "gemm", "--m", "4", "--n", "32", "--k", "32", "--repeats", "1"], stdout, stderr);
-            Assert.Equal(1, rc);
-            Assert.Equal($"runahead: {Bf16Dot.EnvironmentVariable}: expected 0, off, false, 1, on or force (or unset to measure), got 'maybe'",
-                stderr.ToString().Trim());
-            Assert.Equal("", stdout.ToString());
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(Bf16Dot.EnvironmentVariable, saved);
-        }
+        EnvironmentSettingsTests.AssertCliStopsOnTypo(Bf16Dot.EnvironmentVariable, "maybe",
+            $"runahead: {Bf16Dot.EnvironmentVariable}: expected 0, off, false, 1, on or force (or unset to measure), got 'maybe'");
     }
 
     [Fact]
