@@ -16,6 +16,7 @@ public enum TensorType
     Q4_K,
     Q5_K,
     Q6_K,
+    IQ4_NL,
 }
 
 public static class TensorTypeInfo
@@ -23,11 +24,11 @@ public static class TensorTypeInfo
     /// <summary>Elements per super-block of the GGML k-quants.</summary>
     public const int KBlock = 256;
 
-    /// <summary>Elements per block (1 for plain types, 32 for the legacy GGML quants, 256 for the k-quants).</summary>
+    /// <summary>Elements per block (1 for plain types, 32 for the legacy GGML quants and IQ4_NL, 256 for the k-quants).</summary>
     public static int BlockSize(TensorType t) => t switch
     {
         TensorType.F32 or TensorType.F16 or TensorType.BF16 => 1,
-        TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_1 or TensorType.Q5_0 or TensorType.Q5_1 => 32,
+        TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_1 or TensorType.Q5_0 or TensorType.Q5_1 or TensorType.IQ4_NL => 32,
         TensorType.Q2_K or TensorType.Q3_K or TensorType.Q4_K or TensorType.Q5_K or TensorType.Q6_K => KBlock,
         _ => throw new ArgumentOutOfRangeException(nameof(t)),
     };
@@ -48,6 +49,7 @@ public static class TensorTypeInfo
         TensorType.Q4_K => 144, // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
         TensorType.Q5_K => 176, // f16 d, f16 dmin, 12 bytes of scales/mins, 32 bytes of high bits, 128 bytes of nibbles
         TensorType.Q6_K => 210, // 128 bytes low nibbles, 64 bytes high 2-bit pairs, 16 int8 scales, f16 d
+        TensorType.IQ4_NL => 18, // f16 d, 16 bytes of nibbles indexing a fixed non-linear table
         _ => throw new ArgumentOutOfRangeException(nameof(t)),
     };
 

@@ -35,6 +35,7 @@ public static class GgmlDequantizer
                 case TensorType.Q4_K: Q4_K(blk, y); break;
                 case TensorType.Q5_K: Q5_K(blk, y); break;
                 case TensorType.Q6_K: Q6_K(blk, y); break;
+                case TensorType.IQ4_NL: IQ4_NL(blk, y); break;
                 default: throw new ArgumentOutOfRangeException(nameof(type));
             }
         }
@@ -228,6 +229,22 @@ public static class GgmlDequantizer
                 yy[l + 64] = d * (sbyte)sc[s + 4] * q3;
                 yy[l + 96] = d * (sbyte)sc[s + 6] * q4;
             }
+        }
+    }
+
+    /// <summary>ggml's kvalues_iq4nl: 16 levels spaced for roughly normal weights (denser near zero).</summary>
+    private static ReadOnlySpan<sbyte> Iq4NlLevels => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+    // IQ4_NL: Q4_0's layout, but each nibble indexes the level table instead of being offset by 8.
+    private static void IQ4_NL(ReadOnlySpan<byte> blk, Span<float> y)
+    {
+        float d = F16(blk, 0);
+        var qs = blk.Slice(2, 16);
+        var levels = Iq4NlLevels;
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = d * levels[qs[j] & 0xF];
+            y[j + 16] = d * levels[qs[j] >> 4];
         }
     }
 }

@@ -13,7 +13,7 @@ internal static class GgmlQuantReference
     /// <summary>Byte offsets of the f16 fields of each block type (the rest are raw bits).</summary>
     public static int[] HalfFields(TensorType t) => t switch
     {
-        TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q5_0 => [0],
+        TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q5_0 or TensorType.IQ4_NL => [0],
         TensorType.Q4_1 or TensorType.Q5_1 or TensorType.Q4_K or TensorType.Q5_K => [0, 2],
         TensorType.Q2_K => [80, 82],
         TensorType.Q3_K => [108],
@@ -24,7 +24,7 @@ internal static class GgmlQuantReference
     public static readonly TensorType[] All =
     [
         TensorType.Q8_0, TensorType.Q4_0, TensorType.Q4_1, TensorType.Q5_0, TensorType.Q5_1,
-        TensorType.Q2_K, TensorType.Q3_K, TensorType.Q4_K, TensorType.Q5_K, TensorType.Q6_K,
+        TensorType.Q2_K, TensorType.Q3_K, TensorType.Q4_K, TensorType.Q5_K, TensorType.Q6_K, TensorType.IQ4_NL,
     ];
 
     /// <summary>Random blocks: random bits, with every f16 field a finite value of magnitude at most <paramref name="scale"/>.</summary>
@@ -47,6 +47,9 @@ internal static class GgmlQuantReference
         return y;
     }
 
+    /// <summary>IQ4_NL's level for index k, as listed in ggml-common.h.</summary>
+    private static int Iq4NlLevel(int k) => new[] { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 }[k];
+
     private static float Half(ReadOnlySpan<byte> b, int at) => (float)BinaryPrimitives.ReadHalfLittleEndian(b[at..]);
 
     /// <summary>Legacy 32-element blocks: byte i % 16 of the nibbles, low nibble for the first 16 elements.</summary>
@@ -58,6 +61,7 @@ internal static class GgmlQuantReference
         {
             case TensorType.Q8_0: return Half(blk, 0) * (sbyte)blk[2 + i];
             case TensorType.Q4_0: return (Nibble(blk[2..], i) - 8) * Half(blk, 0);
+            case TensorType.IQ4_NL: return Half(blk, 0) * Iq4NlLevel(Nibble(blk[2..], i));
             case TensorType.Q4_1: return Nibble(blk[4..], i) * Half(blk, 0) + Half(blk, 2);
             case TensorType.Q5_0:
             {

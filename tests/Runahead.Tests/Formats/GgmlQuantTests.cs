@@ -26,6 +26,7 @@ public class GgmlQuantTests
     [InlineData(TensorType.Q4_K, 12u, 256, 144)]
     [InlineData(TensorType.Q5_K, 13u, 256, 176)]
     [InlineData(TensorType.Q6_K, 14u, 256, 210)]
+    [InlineData(TensorType.IQ4_NL, 20u, 32, 18)]
     public void IdsAndBlockSizesAreGgmls(TensorType type, uint ggmlId, int blockSize, int blockBytes)
     {
         Assert.Equal(ggmlId, GgmlType.FromTensorType(type));
@@ -43,7 +44,8 @@ public class GgmlQuantTests
     [InlineData(9u)] // Q8_1
     [InlineData(15u)] // Q8_K
     [InlineData(16u)] // IQ2_XXS
-    [InlineData(29u)] // IQ1_M
+    [InlineData(19u)] // IQ1_S
+    [InlineData(23u)] // IQ4_XS
     public void OtherGgmlTypesStayUnsupported(uint ggmlId) => Assert.False(GgmlType.TryToTensorType(ggmlId, out _));
 
     [Theory]
@@ -77,6 +79,21 @@ public class GgmlQuantTests
             Assert.Equal(j - 8, y[j]);
             Assert.Equal(7 - j, y[16 + j]);
         }
+    }
+
+    [Fact]
+    public void IQ4_NLNibblesIndexTheNonLinearLevels()
+    {
+        var blk = new byte[18];
+        BinaryPrimitives.WriteHalfLittleEndian(blk, (Half)0.5f);
+        for (int j = 0; j < 16; j++) blk[2 + j] = (byte)(j | (15 - j) << 4);
+        var y = new float[32];
+        DType.ToFloat32(blk, TensorType.IQ4_NL, y);
+        Assert.Equal(-63.5f, y[0]);
+        Assert.Equal(56.5f, y[15]);
+        Assert.Equal(56.5f, y[16]);
+        Assert.Equal(-5f, y[16 + 8]); // index 7 = -10
+        Assert.Equal(0.5f, y[8]); // index 8 = 1
     }
 
     [Fact]
@@ -247,6 +264,7 @@ public class GgmlQuantTests
     [Theory]
     [InlineData(TensorType.Q2_K)]
     [InlineData(TensorType.Q6_K)]
-    public void KQuantsAreNotWritten(TensorType type) =>
-        Assert.Throws<ArgumentOutOfRangeException>(() => TensorEncoding.FromFloat32(new float[256], type, new byte[TensorTypeInfo.BlockBytes(type)]));
+    [InlineData(TensorType.IQ4_NL)]
+    public void KQuantsAndIQ4_NLAreNotWritten(TensorType type) => Assert.Throws<ArgumentOutOfRangeException>(() =>
+        TensorEncoding.FromFloat32(new float[TensorTypeInfo.BlockSize(type)], type, new byte[TensorTypeInfo.BlockBytes(type)]));
 }

@@ -24,7 +24,7 @@ public sealed class GgmlQuantModelTests : IDisposable
     private static float HalfScale(TensorType t) => 0.1f / t switch
     {
         TensorType.Q8_0 => 127, TensorType.Q4_0 => 8, TensorType.Q4_1 => 15, TensorType.Q5_0 => 16, TensorType.Q5_1 => 31,
-        TensorType.Q2_K => 45, TensorType.Q3_K => 256, TensorType.Q4_K => 945, TensorType.Q5_K => 1953, _ => 4096,
+        TensorType.Q2_K => 45, TensorType.Q3_K => 256, TensorType.Q4_K => 945, TensorType.Q5_K => 1953, TensorType.IQ4_NL => 127, _ => 4096,
     };
 
     /// <summary>Writes the model twice: matrices as random blocks of <paramref name="type"/>, and as their F32 values.</summary>
@@ -143,6 +143,7 @@ public sealed class GgmlQuantModelTests : IDisposable
         Assert.Contains("iq2.gguf", ex.Message);
         Assert.Contains("'blk.0.attn_q.weight' has GGML type 16, which is not supported", ex.Message);
         Assert.Contains("Q4_K", ex.Message);
+        Assert.Contains("IQ4_NL", ex.Message);
     }
 
     /// <summary>The ggml type field of a tensor's info: after its name, dimension count and dimensions.</summary>

@@ -7,10 +7,10 @@ public static class GgmlType
 {
     // ggml.h's enum ggml_type (4 and 5 were Q4_2/Q4_3, removed long ago).
     public const uint F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
-        Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30;
+        Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, BF16 = 30;
 
     /// <summary>The types we read, as named in the error for the others.</summary>
-    public const string SupportedNames = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+    public const string SupportedNames = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL";
 
     public static bool TryToTensorType(uint ggml, out TensorType type)
     {
@@ -28,6 +28,7 @@ public static class GgmlType
             case Q4_K: type = TensorType.Q4_K; return true;
             case Q5_K: type = TensorType.Q5_K; return true;
             case Q6_K: type = TensorType.Q6_K; return true;
+            case IQ4_NL: type = TensorType.IQ4_NL; return true;
             case BF16: type = TensorType.BF16; return true;
             default: type = default; return false;
         }
@@ -47,6 +48,7 @@ public static class GgmlType
         TensorType.Q4_K => Q4_K,
         TensorType.Q5_K => Q5_K,
         TensorType.Q6_K => Q6_K,
+        TensorType.IQ4_NL => IQ4_NL,
         TensorType.BF16 => BF16,
         _ => throw new ArgumentOutOfRangeException(nameof(t)),
     };
