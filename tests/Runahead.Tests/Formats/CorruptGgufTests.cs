@@ -82,6 +82,7 @@ public class CorruptGgufTests
     [Theory]
     [InlineData(ModelArchitecture.Llama, TensorType.F32)]
     [InlineData(ModelArchitecture.Llama, TensorType.Q8_0)]
+    [InlineData(ModelArchitecture.Llama, TensorType.Q5_1)]
     [InlineData(ModelArchitecture.Falcon, TensorType.F16)]
     public void SmallGgufSurvivesEveryMutation(ModelArchitecture arch, TensorType type)
     {
