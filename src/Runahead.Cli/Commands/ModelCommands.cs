@@ -45,8 +45,8 @@ public static class ModelCommands
         arch.AcceptOnlyFromAmong("llama", "falcon");
         var shape = new Option<string>("--shape") { Description = "Model shape: " + string.Join(", ", ModelShapes.Names), Required = true };
         shape.AcceptOnlyFromAmong([.. ModelShapes.Names]);
-        var dtype = new Option<string>("--dtype") { Description = "Matrix element type: f32, f16, bf16 or q8_0", DefaultValueFactory = _ => "f16" };
-        dtype.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0");
+        var dtype = new Option<string>("--dtype") { Description = "Matrix element type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1", DefaultValueFactory = _ => "f16" };
+        dtype.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1");
         var outPath = new Option<string>("--out") { Description = "Output .gguf file", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same file)", DefaultValueFactory = _ => 0 };
         var context = new Option<int?>("--context") { Description = "Context length written to the file (default: the shape's, e.g. 2048 for smollm-135m)" };
@@ -77,8 +77,8 @@ public static class ModelCommands
         var path = new Argument<string>("path") { Description = "A .gguf file, a llama2.c .bin checkpoint, or a Hugging Face folder" };
         var outPath = new Option<string>("--out") { Description = "Output .gguf file", Required = true };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "llama2.c tokenizer.bin or tokenizer.json (default: found beside the model)" };
-        var dtype = new Option<string?>("--dtype") { Description = "Store matrices as f32, f16, bf16 or q8_0 (default: as stored)" };
-        dtype.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0");
+        var dtype = new Option<string?>("--dtype") { Description = "Store matrices as f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1 (default: as stored)" };
+        dtype.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1");
         var cmd = new Command("convert", "Convert a model to GGUF (llama.cpp compatible)") { path, outPath, tokenizer, dtype };
         cmd.SetAction((parse, ct) => Task.FromResult(Run(() =>
         {
@@ -102,6 +102,10 @@ public static class ModelCommands
         "f16" => TensorType.F16,
         "bf16" => TensorType.BF16,
         "q8_0" => TensorType.Q8_0,
+        "q4_0" => TensorType.Q4_0,
+        "q4_1" => TensorType.Q4_1,
+        "q5_0" => TensorType.Q5_0,
+        "q5_1" => TensorType.Q5_1,
         _ => throw new RunaheadException($"--dtype: unknown type '{s}'"),
     };
 

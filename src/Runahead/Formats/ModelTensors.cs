@@ -86,8 +86,8 @@ public static class ModelTensors
             }
             if (!SameShape(t.Shape, e.Shape))
                 throw new InvalidModelFileException(path, $"tensor {Describe(e.Name)} has shape {t.ShapeText}, expected [{string.Join(", ", e.Shape)}]");
-            if (t.Type == TensorType.Q8_0 && e.Shape.Length != 2)
-                throw new InvalidModelFileException(path, $"tensor {Describe(e.Name)} is Q8_0, which is only supported for matrices");
+            if (TensorTypeInfo.IsQuantized(t.Type) && e.Shape.Length != 2)
+                throw new InvalidModelFileException(path, $"tensor {Describe(e.Name)} is {t.Type}, which is only supported for matrices");
         }
     }
 

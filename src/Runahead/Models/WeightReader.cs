@@ -48,8 +48,8 @@ internal sealed class WeightReader
     public LinearWeight Matrix(string name, int outFeatures, int inFeatures)
     {
         var info = Require(name, outFeatures, inFeatures);
-        if (info.Type == TensorType.Q8_0 && inFeatures % TensorTypeInfo.BlockSize(TensorType.Q8_0) != 0)
-            throw new InvalidModelFileException(Path, $"tensor '{name}': Q8_0 rows of {inFeatures} are not whole blocks");
+        if (inFeatures % TensorTypeInfo.BlockSize(info.Type) != 0)
+            throw new InvalidModelFileException(Path, $"tensor '{name}': {info.Type} rows of {inFeatures} are not whole blocks");
         // A mapped weight never touches the source's bytes, so they are not even paged in.
         if (_cached is not null) return _cached.Get(name, info.Type, outFeatures, inFeatures);
         var weight = LinearWeight.FromStored(_source.GetTensorBytes(info), info.Type, outFeatures, inFeatures);

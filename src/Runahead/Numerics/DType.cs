@@ -52,17 +52,9 @@ public static class DType
                 for (; i < dst.Length; i++) dst[i] = Bf16ToFloat(b[i]);
                 break;
             }
-            case TensorType.Q8_0:
-            {
-                int blocks = dst.Length / 32;
-                for (int bi = 0; bi < blocks; bi++)
-                {
-                    var blk = src.Slice(bi * 34, 34);
-                    float d = (float)MemoryMarshal.Read<Half>(blk);
-                    for (int j = 0; j < 32; j++) dst[bi * 32 + j] = d * (sbyte)blk[2 + j];
-                }
+            case var q when TensorTypeInfo.IsQuantized(q):
+                GgmlDequantizer.Dequantize(src, type, dst);
                 break;
-            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(type));
         }

@@ -90,8 +90,9 @@ public sealed class LinearWeight
     {
         if (outFeatures < 0 || inFeatures < 0)
             throw new ArgumentOutOfRangeException(nameof(outFeatures), $"weight shape [{outFeatures}, {inFeatures}] is negative");
-        if (type == TensorType.Q8_0 && inFeatures % 32 != 0)
-            throw new ArgumentException($"Q8_0 weight rows must be a multiple of 32 elements, got {inFeatures}");
+        int block = TensorTypeInfo.BlockSize(type);
+        if (inFeatures % block != 0)
+            throw new ArgumentException($"{type} weight rows must be a multiple of {block} elements, got {inFeatures}");
         long need = TensorTypeInfo.ByteSize(type, (long)outFeatures * inFeatures);
         if (need < 0 || stored.Length < need)
             throw new ArgumentException($"{stored.Length} bytes cannot hold a [{outFeatures}, {inFeatures}] {type} weight");
@@ -123,15 +124,15 @@ public sealed class LinearWeight
                 var panelType = type == TensorType.BF16 ? PanelType.BF16 : HasInfOrNaN(panels) ? PanelType.F16 : PanelType.F16Finite;
                 return new LinearWeight(null, panels, panelType, outFeatures, inFeatures, type);
             }
-            case TensorType.Q8_0:
+            case var q when TensorTypeInfo.IsQuantized(q):
             {
                 var panels = GC.AllocateUninitializedArray<float>((int)packedElements, pinned: true);
-                int rowBytes = inFeatures / 32 * 34;
+                int rowBytes = (int)TensorTypeInfo.ByteSize(type, inFeatures);
                 var row = new float[inFeatures];
                 int panelCount = (outFeatures + NR - 1) / NR;
                 for (int o = 0; o < panelCount * NR; o++)
                 {
-                    if (o < outFeatures) DType.ToFloat32(stored.Slice(o * rowBytes, rowBytes), TensorType.Q8_0, row);
+                    if (o < outFeatures) DType.ToFloat32(stored.Slice(o * rowBytes, rowBytes), type, row);
                     else row.AsSpan().Clear();
                     ScatterRow(row, o, inFeatures, panels);
                 }

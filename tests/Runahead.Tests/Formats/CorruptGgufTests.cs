@@ -54,7 +54,7 @@ public class CorruptGgufTests
             IEnumerable<ulong> values = f.Kind switch
             {
                 GgufLayout.FieldKind.ValueType => [0, 5, 7, 8, 9, 12, 13, 99, uint.MaxValue],
-                GgufLayout.FieldKind.TensorType => [1, 2, 8, 30, 31, 1000],
+                GgufLayout.FieldKind.TensorType => [1, 2, 8, 12, 14, 16, 30, 31, 1000],
                 GgufLayout.FieldKind.DimCount => [0, 1, 3, 5, uint.MaxValue],
                 GgufLayout.FieldKind.Offset => [original + 1, original + 32, (ulong)data.Length, ulong.MaxValue, 0],
                 _ => HostileU64(data.Length, original),
@@ -82,6 +82,7 @@ public class CorruptGgufTests
     [Theory]
     [InlineData(ModelArchitecture.Llama, TensorType.F32)]
     [InlineData(ModelArchitecture.Llama, TensorType.Q8_0)]
+    [InlineData(ModelArchitecture.Llama, TensorType.Q5_1)]
     [InlineData(ModelArchitecture.Falcon, TensorType.F16)]
     public void SmallGgufSurvivesEveryMutation(ModelArchitecture arch, TensorType type)
     {

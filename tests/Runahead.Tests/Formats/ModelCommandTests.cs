@@ -89,6 +89,20 @@ public class ModelCommandTests
         Assert.Contains("huge", stderr);
     }
 
+    [Fact]
+    public void SynthAndInfoHandleTheLegacyQuants()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("q.gguf");
+        var (rc, stdout, stderr) = Run("model", "synth", "--arch", "llama", "--shape", "tiny", "--dtype", "q4_1", "--out", path);
+        Assert.True(rc == 0, stderr);
+        (rc, stdout, stderr) = Run("model", "info", path);
+        Assert.True(rc == 0, stderr);
+        Assert.Contains("Q4_1", stdout);
+        (rc, stdout, stderr) = Run("generate", "-m", path, "--temperature", "0", "-n", "4", "--prompt-ids", "1,5,9");
+        Assert.True(rc == 0, stderr);
+    }
+
     [SkippableFact]
     public void ConvertWritesGgufWithTheTokenizer()
     {

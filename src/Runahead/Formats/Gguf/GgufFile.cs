@@ -5,7 +5,12 @@ namespace Runahead.Formats.Gguf;
 /// <summary>GGML's tensor type ids as stored in GGUF files (only the ones we can compute with are mapped).</summary>
 public static class GgmlType
 {
-    public const uint F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30;
+    // ggml.h's enum ggml_type (4 and 5 were Q4_2/Q4_3, removed long ago).
+    public const uint F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
+        Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, BF16 = 30;
+
+    /// <summary>The types we read, as named in the error for the others.</summary>
+    public const string SupportedNames = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL";
 
     public static bool TryToTensorType(uint ggml, out TensorType type)
     {
@@ -13,7 +18,17 @@ public static class GgmlType
         {
             case F32: type = TensorType.F32; return true;
             case F16: type = TensorType.F16; return true;
+            case Q4_0: type = TensorType.Q4_0; return true;
+            case Q4_1: type = TensorType.Q4_1; return true;
+            case Q5_0: type = TensorType.Q5_0; return true;
+            case Q5_1: type = TensorType.Q5_1; return true;
             case Q8_0: type = TensorType.Q8_0; return true;
+            case Q2_K: type = TensorType.Q2_K; return true;
+            case Q3_K: type = TensorType.Q3_K; return true;
+            case Q4_K: type = TensorType.Q4_K; return true;
+            case Q5_K: type = TensorType.Q5_K; return true;
+            case Q6_K: type = TensorType.Q6_K; return true;
+            case IQ4_NL: type = TensorType.IQ4_NL; return true;
             case BF16: type = TensorType.BF16; return true;
             default: type = default; return false;
         }
@@ -23,7 +38,17 @@ public static class GgmlType
     {
         TensorType.F32 => F32,
         TensorType.F16 => F16,
+        TensorType.Q4_0 => Q4_0,
+        TensorType.Q4_1 => Q4_1,
+        TensorType.Q5_0 => Q5_0,
+        TensorType.Q5_1 => Q5_1,
         TensorType.Q8_0 => Q8_0,
+        TensorType.Q2_K => Q2_K,
+        TensorType.Q3_K => Q3_K,
+        TensorType.Q4_K => Q4_K,
+        TensorType.Q5_K => Q5_K,
+        TensorType.Q6_K => Q6_K,
+        TensorType.IQ4_NL => IQ4_NL,
         TensorType.BF16 => BF16,
         _ => throw new ArgumentOutOfRangeException(nameof(t)),
     };
@@ -164,7 +189,7 @@ public sealed unsafe class GgufFile : IDisposable
             foreach (var (name, ggml, shape, offset) in pending)
             {
                 if (!GgmlType.TryToTensorType(ggml, out var tt))
-                    throw new InvalidModelFileException(path, $"tensor '{name}' has GGML type {ggml}, which is not supported (F32, F16, BF16, Q8_0 are)");
+                    throw new InvalidModelFileException(path, $"tensor '{name}' has GGML type {ggml}, which is not supported ({GgmlType.SupportedNames} are)");
                 long elements = 1;
                 foreach (var d in shape)
                 {
@@ -174,7 +199,8 @@ public sealed unsafe class GgufFile : IDisposable
                 }
                 long bytes = TensorTypeInfo.ByteSize(tt, elements);
                 if (bytes < 0) throw Bad($"tensor '{name}' with {elements} elements is not a whole number of {tt} blocks");
-                if (tt == TensorType.Q8_0 && shape[^1] % 32 != 0) throw Bad($"tensor '{name}' rows are not a multiple of 32 (Q8_0)");
+                int block = TensorTypeInfo.BlockSize(tt);
+                if (shape[^1] % block != 0) throw Bad($"tensor '{name}' rows are not a multiple of {block} ({tt})");
                 if (offset % (ulong)alignment != 0) throw Bad($"tensor '{name}' offset {offset} is not aligned to {alignment}");
                 if (offset > (ulong)size || (long)offset > size - dataStart || bytes > size - dataStart - (long)offset)
                     throw Bad($"tensor '{name}' data ({bytes} bytes at offset {offset}) runs past the end of the file");

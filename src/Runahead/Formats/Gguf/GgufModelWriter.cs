@@ -77,7 +77,7 @@ public static class GgufModelWriter
             else if (unpermute && t.Name.EndsWith(".attn_k.weight", StringComparison.Ordinal)) permuteHeads = c.KvHeads;
             else if (unpermute && (t.Name.EndsWith(".attn_q.bias", StringComparison.Ordinal) || t.Name.EndsWith(".attn_k.bias", StringComparison.Ordinal)))
                 permuteHeads = t.Name.EndsWith(".attn_q.bias", StringComparison.Ordinal) ? c.Heads : c.KvHeads;
-            var outType = matrixType is { } mt && t.Shape.Length == 2 && (mt != TensorType.Q8_0 || t.Shape[^1] % 32 == 0) ? mt : t.Type;
+            var outType = matrixType is { } mt && t.Shape.Length == 2 && t.Shape[^1] % TensorTypeInfo.BlockSize(mt) == 0 ? mt : t.Type;
             if (t.Shape.Length == 1 && matrixType != null) outType = TensorType.F32;
             var tensor = t;
             int heads = permuteHeads;

@@ -149,7 +149,8 @@ public sealed class GgufWriter
         foreach (var d in shape) if (d <= 0) throw new ArgumentException($"tensor '{name}' has a non-positive dimension");
         var info = new TensorInfo(name, type, (long[])shape.Clone());
         if (info.ByteSize < 0) throw new ArgumentException($"tensor '{name}' is not a whole number of {type} blocks");
-        if (type == TensorType.Q8_0 && shape[^1] % 32 != 0) throw new ArgumentException($"tensor '{name}' rows are not a multiple of 32 (Q8_0)");
+        int block = TensorTypeInfo.BlockSize(type);
+        if (shape[^1] % block != 0) throw new ArgumentException($"tensor '{name}' rows are not a multiple of {block} ({type})");
         return info;
     }
 

@@ -25,7 +25,8 @@ public static class SyntheticModel
         CancellationToken cancellationToken = default)
     {
         config.Validate(outPath);
-        if (matrixType is not (TensorType.F32 or TensorType.F16 or TensorType.BF16 or TensorType.Q8_0))
+        if (matrixType is not (TensorType.F32 or TensorType.F16 or TensorType.BF16 or TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_1
+            or TensorType.Q5_0 or TensorType.Q5_1))
             throw new RunaheadException($"dtype {matrixType} is not supported for synthetic models");
         var w = new GgufWriter();
         GgufModelWriter.AddModelMetadata(w, config, name);
@@ -37,6 +38,10 @@ public static class SyntheticModel
             TensorType.F32 => 0u,
             TensorType.F16 => 1u,
             TensorType.Q8_0 => 7u,
+            TensorType.Q4_0 => 2u,
+            TensorType.Q4_1 => 3u,
+            TensorType.Q5_0 => 8u,
+            TensorType.Q5_1 => 9u,
             _ => 32u, // LLAMA_FTYPE_MOSTLY_BF16
         });
         foreach (var e in ModelTensors.Expected(config))
@@ -44,7 +49,7 @@ public static class SyntheticModel
             if (!e.Required) continue;
             bool vector = e.Shape.Length == 1;
             var type = vector ? TensorType.F32 : matrixType;
-            if (type == TensorType.Q8_0 && e.Shape[^1] % 32 != 0) type = TensorType.F16;
+            if (e.Shape[^1] % TensorTypeInfo.BlockSize(type) != 0) type = TensorType.F16;
             float constant = e.Name.EndsWith(".bias", StringComparison.Ordinal) ? 0f : 1f;
             ulong tensorSeed = Mix(seed ^ Fnv1a(e.Name));
             var shape = e.Shape;
