@@ -169,30 +169,17 @@ public static class GgmlDequantizer
         : ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4));
 
     // Q4_K: 8 sub-blocks of 32; each 64-element pair shares 32 bytes, low nibbles first.
-    private static void Q4_K(ReadOnlySpan<byte> blk, Span<float> y)
-    {
-        float d = F16(blk, 0), dmin = F16(blk, 2);
-        var scales = blk.Slice(4, 12);
-        var qs = blk.Slice(16, 128);
-        for (int pair = 0; pair < 4; pair++)
-        {
-            var (sc1, m1) = ScaleMinK4(2 * pair, scales);
-            var (sc2, m2) = ScaleMinK4(2 * pair + 1, scales);
-            float d1 = d * sc1, min1 = dmin * m1, d2 = d * sc2, min2 = dmin * m2;
-            var q = qs.Slice(pair * 32, 32);
-            var yy = y.Slice(pair * 64, 64);
-            for (int l = 0; l < 32; l++) yy[l] = d1 * (q[l] & 0xF) - min1;
-            for (int l = 0; l < 32; l++) yy[32 + l] = d2 * (q[l] >> 4) - min2;
-        }
-    }
+    private static void Q4_K(ReadOnlySpan<byte> blk, Span<float> y) => Q45_K(blk, default, blk.Slice(16, 128), y);
 
     // Q5_K: Q4_K plus a fifth bit per element: sub-block s takes bit s of qh[l].
-    private static void Q5_K(ReadOnlySpan<byte> blk, Span<float> y)
+    private static void Q5_K(ReadOnlySpan<byte> blk, Span<float> y) => Q45_K(blk, blk.Slice(16, 32), blk.Slice(48, 128), y);
+
+    /// <summary>Q4_K (no <paramref name="qh"/>) and Q5_K: d, dmin and the packed 6-bit scales/mins lead both blocks.</summary>
+    private static void Q45_K(ReadOnlySpan<byte> blk, ReadOnlySpan<byte> qh, ReadOnlySpan<byte> qs, Span<float> y)
     {
         float d = F16(blk, 0), dmin = F16(blk, 2);
         var scales = blk.Slice(4, 12);
-        var qh = blk.Slice(16, 32);
-        var qs = blk.Slice(48, 128);
+        bool fifthBit = !qh.IsEmpty;
         for (int pair = 0; pair < 4; pair++)
         {
             var (sc1, m1) = ScaleMinK4(2 * pair, scales);
@@ -201,8 +188,8 @@ public static class GgmlDequantizer
             int u1 = 1 << (2 * pair), u2 = 2 << (2 * pair);
             var q = qs.Slice(pair * 32, 32);
             var yy = y.Slice(pair * 64, 64);
-            for (int l = 0; l < 32; l++) yy[l] = d1 * ((q[l] & 0xF) + ((qh[l] & u1) != 0 ? 16 : 0)) - min1;
-            for (int l = 0; l < 32; l++) yy[32 + l] = d2 * ((q[l] >> 4) + ((qh[l] & u2) != 0 ? 16 : 0)) - min2;
+            for (int l = 0; l < 32; l++) yy[l] = d1 * ((q[l] & 0xF) + (fifthBit && (qh[l] & u1) != 0 ? 16 : 0)) - min1;
+            for (int l = 0; l < 32; l++) yy[32 + l] = d2 * ((q[l] >> 4) + (fifthBit && (qh[l] & u2) != 0 ? 16 : 0)) - min2;
         }
     }
 
