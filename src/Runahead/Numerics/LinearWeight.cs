@@ -153,35 +153,18 @@ public sealed class LinearWeight
     public unsafe void Forward(ReadOnlySpan<float> x, int tokens, Span<float> y, ComputePool pool, bool addToOutput)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        int n = OutFeatures, k = InFeatures;
-        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
-        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
-        if (y.Length < (long)tokens * n) throw new ArgumentException($"y holds {y.Length} floats, {tokens}x{n} needed", nameof(y));
-        if (_mapped is not null)
+        CheckInput(x, tokens, InFeatures);
+        CheckOutput(y, tokens, OutFeatures, nameof(y));
+        byte* panels = AcquirePanels();
+        try
         {
-            // The reference keeps the mapping's pages in place for the product even if the model is disposed meanwhile.
-            byte* mappedStart = _mapped.Acquire();
-            try
-            {
-                fixed (float* xp = x)
-                fixed (float* yp = y)
-                    PackedGemm.Run(xp, tokens, k, mappedStart + _mappedOffset, _panelType, n, yp, pool, addToOutput);
-            }
-            finally
-            {
-                _mapped.Release();
-            }
-            return;
+            fixed (float* xp = x)
+            fixed (float* yp = y)
+                PackedGemm.Run(xp, tokens, InFeatures, panels, _panelType, OutFeatures, yp, pool, addToOutput);
         }
-        // fixed (not a raw pointer taken once) keeps the panels reachable until the product is done: nothing else
-        // may reference this weight during the call, and the pinned heap does free unreachable arrays.
-        fixed (float* xp = x)
-        fixed (float* yp = y)
-        fixed (float* f32 = _f32)
-        fixed (ushort* u16 = _u16)
+        finally
         {
-            byte* panels = f32 != null ? (byte*)f32 : (byte*)u16;
-            PackedGemm.Run(xp, tokens, k, panels, _panelType, n, yp, pool, addToOutput);
+            ReleasePanels();
         }
     }
 
@@ -202,8 +185,7 @@ public sealed class LinearWeight
         if (!CanGroup(w0, w1) || (w2 is not null && !CanGroup(w0, w2)))
             throw new ArgumentException("grouped weights need the same input width and panel type");
         int k = w0.InFeatures;
-        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
-        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
+        CheckInput(x, tokens, k);
         CheckOutput(y0, tokens, w0.OutFeatures, nameof(y0));
         CheckOutput(y1, tokens, w1.OutFeatures, nameof(y1));
         if (w2 is not null) CheckOutput(y2, tokens, w2.OutFeatures, nameof(y2));
@@ -244,8 +226,7 @@ public sealed class LinearWeight
         if (!CanSplit(n0, n1))
             throw new ArgumentException($"cannot cut a weight of {OutFeatures} outputs at {n0} and {n0 + n1} (multiples of {NR} needed)");
         int n2 = OutFeatures - n0 - n1, k = InFeatures;
-        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
-        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
+        CheckInput(x, tokens, k);
         CheckOutput(y0, tokens, n0, nameof(y0));
         CheckOutput(y1, tokens, n1, nameof(y1));
         CheckOutput(y2, tokens, n2, nameof(y2));
@@ -272,14 +253,21 @@ public sealed class LinearWeight
         }
     }
 
+    private static void CheckInput(ReadOnlySpan<float> x, int tokens, int k)
+    {
+        if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens));
+        if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed", nameof(x));
+    }
+
     private static void CheckOutput(Span<float> y, int tokens, int outFeatures, string name)
     {
         if (y.Length < (long)tokens * outFeatures) throw new ArgumentException($"{name} holds {y.Length} floats, {tokens}x{outFeatures} needed", name);
     }
 
     /// <summary>
-    /// The panels' address until <see cref="ReleasePanels"/>: a mapped weight holds its mapping's pages in place; private
-    /// panels are on the pinned heap, and the caller's reference to this weight keeps them alive.
+    /// The panels' address until <see cref="ReleasePanels"/>: a mapped weight holds its mapping's pages in place (even if
+    /// the model is disposed meanwhile); private panels are on the pinned heap, and ReleasePanels' KeepAlive keeps this
+    /// weight, and so them, reachable until the product is done.
     /// </summary>
     private unsafe byte* AcquirePanels()
     {
