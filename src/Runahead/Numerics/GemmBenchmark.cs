@@ -36,7 +36,8 @@ public static class GemmBenchmark
     public static GemmBenchmarkResult Run(int m, int n, int k, TensorType dtype, int threads, OpenBlas? openBlas, int repeats = 7, int warmup = 2)
     {
         if (m < 1 || n < 1 || k < 1) throw new RunaheadException($"bench gemm: shape {m}x{n}x{k} must be positive");
-        if (dtype == TensorType.Q8_0 && k % 32 != 0) throw new RunaheadException($"--k: Q8_0 needs a multiple of 32, got {k}");
+        int block = TensorTypeInfo.BlockSize(dtype);
+        if (k % block != 0) throw new RunaheadException($"--k: {dtype} needs a multiple of {block}, got {k}");
         if ((long)m * k > 1L << 28 || (long)n * k > 1L << 28 || (long)m * n > 1L << 28)
             throw new RunaheadException($"bench gemm: shape {m}x{n}x{k} is too large (each matrix at most 2^28 elements)");
         var rng = new Random(1234);
@@ -44,7 +45,8 @@ public static class GemmBenchmark
         var dense = new float[n * k];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
         for (int i = 0; i < dense.Length; i++) dense[i] = (float)(rng.NextDouble() * 2 - 1) * 0.05f;
-        var stored = Encode(dense, dtype);
+        var stored = new byte[TensorTypeInfo.ByteSize(dtype, dense.Length)];
+        TensorEncoding.FromFloat32(dense, dtype, stored);
         // OpenBLAS multiplies the same values our weight holds, so both compute the same product.
         DType.ToFloat32(stored, dtype, dense);
         var weight = LinearWeight.FromStored(stored, dtype, n, k);
@@ -78,42 +80,5 @@ public static class GemmBenchmark
         double Gflops(double ms) => flops / (ms * 1e6);
         return new GemmBenchmarkResult(m, n, k, dtype, threads, Gflops(ours[ours.Length / 2]), Gflops(ours[0]),
             openBlas is null ? null : Gflops(theirs[theirs.Length / 2]), openBlas is null ? null : Gflops(theirs[0]));
-    }
-
-    private static byte[] Encode(float[] values, TensorType type)
-    {
-        switch (type)
-        {
-            case TensorType.F32:
-                return System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
-            case TensorType.F16:
-            {
-                var bytes = new byte[values.Length * 2];
-                for (int i = 0; i < values.Length; i++) BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), (Half)values[i]);
-                return bytes;
-            }
-            case TensorType.BF16:
-            {
-                var bytes = new byte[values.Length * 2];
-                for (int i = 0; i < values.Length; i++) BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), DType.FloatToBf16(values[i]));
-                return bytes;
-            }
-            case TensorType.Q8_0:
-            {
-                var bytes = new byte[values.Length / 32 * 34];
-                for (int b = 0; b < values.Length / 32; b++)
-                {
-                    float amax = 0;
-                    for (int j = 0; j < 32; j++) amax = Math.Max(amax, Math.Abs(values[b * 32 + j]));
-                    float d = amax / 127f;
-                    BitConverter.TryWriteBytes(bytes.AsSpan(b * 34), (Half)d);
-                    float inv = d > 0 ? 1f / d : 0f;
-                    for (int j = 0; j < 32; j++) bytes[b * 34 + 2 + j] = (byte)(sbyte)Math.Round(values[b * 32 + j] * inv);
-                }
-                return bytes;
-            }
-            default:
-                throw new RunaheadException($"--dtype: unsupported {type}");
-        }
     }
 }
