@@ -253,23 +253,6 @@ public static class Ops
         }
     }
 
-    /// <summary>acc[i] += x[i] (the residual adds), split over <paramref name="pool"/> when long.</summary>
-    public static unsafe void AddInPlace(Span<float> acc, ReadOnlySpan<float> x, ComputePool pool)
-    {
-        ArgumentNullException.ThrowIfNull(pool);
-        if (x.Length < acc.Length) throw new ArgumentException($"x holds {x.Length} floats, {acc.Length} needed", nameof(x));
-        if (pool.Threads == 1 || acc.Length < ParallelOps.MinParallelElements)
-        {
-            TensorPrimitives.Add(acc, x[..acc.Length], acc);
-            return;
-        }
-        fixed (float* a = acc)
-        fixed (float* b = x)
-        {
-            ParallelOps.AddInPlace(a, b, acc.Length, pool);
-        }
-    }
-
     /// <summary>x[i] = silu(x[i]) = x / (1 + e^-x).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Silu(Span<float> x)

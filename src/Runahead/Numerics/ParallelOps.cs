@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Numerics.Tensors;
 using Runahead.Models;
 
 namespace Runahead.Numerics;
@@ -10,7 +9,7 @@ namespace Runahead.Numerics;
 /// </summary>
 internal sealed unsafe class ParallelOps : IParallelWork
 {
-    private enum Kind { RmsNorm, LayerNorm, SwiGlu, Gelu, Rope, Add }
+    private enum Kind { RmsNorm, LayerNorm, SwiGlu, Gelu, Rope }
 
     // Below this many elements per call the pool's hand-off costs more than it saves.
     internal const int MinParallelElements = 1 << 15;
@@ -44,8 +43,6 @@ internal sealed unsafe class ParallelOps : IParallelWork
     public static void SwiGlu(float* gate, float* up, int length, ComputePool pool) => Elementwise(Kind.SwiGlu, gate, up, length, pool);
 
     public static void Gelu(float* x, int length, ComputePool pool) => Elementwise(Kind.Gelu, x, null, length, pool);
-
-    public static void AddInPlace(float* acc, float* x, int length, ComputePool pool) => Elementwise(Kind.Add, acc, x, length, pool);
 
     private static void Elementwise(Kind kind, float* a, float* b, int length, ComputePool pool)
     {
@@ -98,13 +95,11 @@ internal sealed unsafe class ParallelOps : IParallelWork
                 break;
             case Kind.SwiGlu:
             case Kind.Gelu:
-            case Kind.Add:
             {
                 long start = (long)r0 * _width;
                 int length = (int)Math.Min((long)n * _width, _length - start);
                 var a = new Span<float>(_a + start, length);
                 if (_kind == Kind.SwiGlu) Ops.SwiGlu(a, new ReadOnlySpan<float>(_b + start, length));
-                else if (_kind == Kind.Add) TensorPrimitives.Add(a, new ReadOnlySpan<float>(_b + start, length), a);
                 else Ops.Gelu(a);
                 break;
             }
