@@ -63,21 +63,27 @@ public static class BenchPrefillCommand
         if (memoryDetail) snapshots.Add(("loaded", ProcessMemory.Read(mappedFile)));
 
         long kvBytes = 0;
-        var seconds = new double[repeats];
-        int warmups = 0;
-        long compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
-        for (int r = -1; r < repeats; r++)
+        async Task<double> OneRunAsync(string moment)
         {
-            string moment = r < 0 ? "warm-up prefill" : $"prefill {r + 1}";
             var (s, bytes) = await TimeOnePrefillAsync(prefill, ids, memoryDetail ? () => snapshots.Add((moment, ProcessMemory.Read(mappedFile))) : null, ct)
                 .ConfigureAwait(false);
             kvBytes = bytes;
-            if (r >= 0) seconds[r] = s;
             // Each run hands out a new KV cache (generation continues on it); free this one before the next run, outside
             // the timing, so the peak RSS below is that of one prefill and not of every cache the GC has not yet reclaimed.
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-            if (r < 0 && ++warmups < MaxWarmups && JitStillCompiling(ref compiled)) r--;
+            return s;
         }
+
+        int warmups = 0;
+        long compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
+        do
+        {
+            await OneRunAsync("warm-up prefill").ConfigureAwait(false);
+            warmups++;
+        }
+        while (warmups < MaxWarmups && JitStillCompiling(ref compiled));
+        var seconds = new double[repeats];
+        for (int r = 0; r < repeats; r++) seconds[r] = await OneRunAsync($"prefill {r + 1}").ConfigureAwait(false);
         Array.Sort(seconds);
         double median = repeats % 2 == 1 ? seconds[repeats / 2] : (seconds[repeats / 2 - 1] + seconds[repeats / 2]) / 2;
         double tokPerS = tokens / median;
