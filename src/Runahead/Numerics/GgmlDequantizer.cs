@@ -80,12 +80,15 @@ public static class GgmlDequantizer
         var qs = blk.Slice(6, 16);
         for (int j = 0; j < 16; j++)
         {
-            int lo = (int)((uint)(qs[j] & 0xF) | ((qh >> j) << 4 & 0x10));
-            int hi = (int)((uint)(qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
+            var (lo, hi) = Q5Levels(qs, qh, j);
             y[j] = (lo - 16) * d;
             y[j + 16] = (hi - 16) * d;
         }
     }
+
+    /// <summary>Elements j and j + 16 of a Q5 block: their nibbles with the fifth bit from bits j and j + 16 of qh.</summary>
+    private static (int Lo, int Hi) Q5Levels(ReadOnlySpan<byte> qs, uint qh, int j) =>
+        ((int)((uint)(qs[j] & 0xF) | ((qh >> j) << 4 & 0x10)), (int)((uint)(qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)));
 
     private static void Q5_1(ReadOnlySpan<byte> blk, Span<float> y)
     {
@@ -94,8 +97,7 @@ public static class GgmlDequantizer
         var qs = blk.Slice(8, 16);
         for (int j = 0; j < 16; j++)
         {
-            int lo = (int)((uint)(qs[j] & 0xF) | ((qh >> j) << 4 & 0x10));
-            int hi = (int)((uint)(qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
+            var (lo, hi) = Q5Levels(qs, qh, j);
             y[j] = lo * d + m;
             y[j + 16] = hi * d + m;
         }
