@@ -62,23 +62,12 @@ internal sealed unsafe class FlashAttention : IParallelWork
         int d = _headDim, dPadded = (d + V - 1) / V * V;
         var s = t_scratch ??= new Scratch();
         s.Ensure(rowsPadded, d, dPadded);
-        int qStride = _heads * d, kvStride = _kvHeads * d;
+        int kvStride = _kvHeads * d;
 
         // Q^T [d][rowsPadded], pre-scaled, by 16x16 transposes; padding rows are zero (they see every key with score 0
         // and are dropped).
-        // Row r is query j0 + r / group, head kvHead * group + r % group: counted, not divided (group is not a constant).
+        AttentionRows.Lay(s.Limit, s.RowOffset, rows, rowsPadded, _queryStart, j0, kvHead, _group, _heads, d);
         int minLimit = _queryStart + j0;
-        for (int r = 0, j = 0, g = 0; r < rowsPadded; r++)
-        {
-            if (r >= rows)
-            {
-                s.Limit[r] = int.MaxValue;
-                continue;
-            }
-            s.Limit[r] = minLimit + j;
-            s.RowOffset[r] = (long)(j0 + j) * qStride + (kvHead * _group + g) * d;
-            if (++g == _group) { g = 0; j++; }
-        }
         float* qt = s.Qt;
         var tile = stackalloc Vector512<uint>[V];
         float* partial = stackalloc float[V];
@@ -136,15 +125,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
             AccumulateValues(s, keysPadded, rowsPadded, dPadded);
         }
 
-        for (int r = 0; r < rows; r++)
-        {
-            float* dst = _out + s.RowOffset[r];
-            var inv = Vector512.Create(1f / s.L[r]);
-            float* o = s.O + r * dPadded;
-            int i = 0;
-            for (; i + V <= d; i += V) (Vector512.Load(o + i) * inv).Store(dst + i);
-            for (; i < d; i++) dst[i] = o[i] * inv.ToScalar();
-        }
+        for (int r = 0; r < rows; r++) AttentionRows.WriteScaled(_out + s.RowOffset[r], s.O + r * dPadded, 1f / s.L[r], d);
     }
 
     /// <summary>

@@ -214,20 +214,8 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         int qGroups = (dPairs + PairGroup - 1) / PairGroup, qPanel = qGroups * PanelPairs;
         var s = t_scratch ??= new Scratch();
         s.Ensure(rowsPadded, qPanel, dPadded);
-        int qStride = _heads * d;
 
-        // Row r is query j0 + r / group, head kvHead * group + r % group: counted, not divided (group is not a constant).
-        for (int r = 0, j = 0, g = 0; r < rowsPadded; r++)
-        {
-            if (r >= rows)
-            {
-                s.Limit[r] = int.MaxValue;
-                continue;
-            }
-            s.Limit[r] = _queryStart + j0 + j;
-            s.RowOffset[r] = (long)(j0 + j) * qStride + (kvHead * _group + g) * d;
-            if (++g == _group) { g = 0; j++; }
-        }
+        AttentionRows.Lay(s.Limit, s.RowOffset, rows, rowsPadded, _queryStart, j0, kvHead, _group, _heads, d);
         PackQueries(s, rows, rowsPadded, qGroups, qPanel);
         new Span<float>(s.O, rowsPadded * dPadded).Clear();
         new Span<float>(s.M, rowsPadded).Fill(float.NegativeInfinity);
@@ -255,14 +243,7 @@ internal sealed unsafe class FlashAttentionBf16 : IParallelWork
         }
 
         for (int r = 0; r < rows; r++)
-        {
-            float* dst = _out + s.RowOffset[r];
-            var inv = Vector512.Create(1f / Vector512.Sum(Vector512.Load(s.L + r * V)));
-            float* o = s.O + r * dPadded;
-            int i = 0;
-            for (; i + V <= d; i += V) (Vector512.Load(o + i) * inv).Store(dst + i);
-            for (; i < d; i++) dst[i] = o[i] * inv.ToScalar();
-        }
+            AttentionRows.WriteScaled(_out + s.RowOffset[r], s.O + r * dPadded, 1f / Vector512.Sum(Vector512.Load(s.L + r * V)), d);
     }
 
     /// <summary>The item's query rows, scaled by log2(e)/sqrt(d), rounded to bf16 pairs in the kernel's A layout; padding rows and pairs zero.</summary>
