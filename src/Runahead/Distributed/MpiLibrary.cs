@@ -114,6 +114,7 @@ public sealed unsafe class MpiLibrary
 
     private static MpiLibrary? TryLoadCore()
     {
+        KeepRuntimeSignalHandlers();
         var explicitName = Environment.GetEnvironmentVariable("RUNAHEAD_MPI_LIBRARY");
         var names = string.IsNullOrEmpty(explicitName) ? Candidates : [explicitName];
         foreach (var name in names)
@@ -133,6 +134,22 @@ public sealed unsafe class MpiLibrary
         _loadProblem ??= "tried " + string.Join(", ", names);
         return null;
     }
+
+    /// <summary>
+    /// UCX (under Debian's MPICH and Open MPI) installs its own SIGSEGV/SIGBUS/SIGILL/SIGFPE handlers when its library
+    /// is loaded, replacing the .NET runtime's: every NullReferenceException after that, even a caught one, killed the
+    /// process with a UCX backtrace (it made the test host crash now and then, and would turn a rank's managed error into
+    /// a crash). An empty UCX_ERROR_SIGNALS leaves the signals to the runtime. Set in the native environment, which UCX
+    /// reads while the library loads (Environment.SetEnvironmentVariable does not reach it on Unix); a value the user
+    /// set is kept.
+    /// </summary>
+    private static void KeepRuntimeSignalHandlers()
+    {
+        if (OperatingSystem.IsLinux()) _ = SetEnv("UCX_ERROR_SIGNALS", "", overwrite: 0);
+    }
+
+    [DllImport("libc", EntryPoint = "setenv")]
+    private static extern int SetEnv(string name, string value, int overwrite);
 
     private const int RtldNow = 2, RtldGlobal = 0x100;
 
